@@ -1,0 +1,30 @@
+# Two commands on a fresh machine: `make demo` and `make test` (see README).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.nerfloc-installed
+NERFSTUDIO_VERSION := 1.1.5
+
+.PHONY: install demo test test-fast lint clean-demo
+
+$(STAMP): pyproject.toml requirements/runtime.txt requirements/dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements/runtime.txt -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps nerfstudio==$(NERFSTUDIO_VERSION)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	PATH="$(abspath $(BIN)):$$PATH" bash examples/demo.sh
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+lint: install
+	$(BIN)/ruff check nerfloc_plugins method_configs tests benchmarks

@@ -1,0 +1,25 @@
+"""Dataparser specifications registered with Nerfstudio (entry point ``nerfstudio.dataparser_configs``)."""
+
+from nerfstudio.plugins.registry_dataparser import DataParserSpecification
+
+from nerfloc_plugins.data.cambridge import CambridgeDataParserConfig
+from nerfloc_plugins.data.replica import ReplicaDataParserConfig
+from nerfloc_plugins.data.sevenscenes import SevenScenesDataParserConfig
+from nerfloc_plugins.data.twelvescenes import TwelveScenesDataParserConfig
+
+sevenscenes_data = DataParserSpecification(
+    config=SevenScenesDataParserConfig(),
+    description="7-Scenes layout (seq-XX/frame-XXXXXX.{color,depth,pose}), RGB-D, metric poses.",
+)
+cambridge_data = DataParserSpecification(
+    config=CambridgeDataParserConfig(),
+    description="Cambridge Landmarks (dataset_{train,test}.txt + reconstruction.nvm focal lengths).",
+)
+twelvescenes_data = DataParserSpecification(
+    config=TwelveScenesDataParserConfig(),
+    description="12-Scenes (data/frame-XXXXXX.*, info.txt intrinsics, split.txt: first sequence = queries).",
+)
+replica_data = DataParserSpecification(
+    config=ReplicaDataParserConfig(),
+    description="Replica in NICE-SLAM layout (results/frame*.jpg, depth*.png, traj.txt).",
+)

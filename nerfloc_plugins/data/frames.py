@@ -1,0 +1,174 @@
+"""Posed frame records, intrinsics and depth loading shared by every dataset parser.
+
+A :class:`PosedFrame` is one image of a dataset with its camera-to-world pose in the
+dataset's own metric frame, **OpenCV axes** (see :mod:`nerfloc_plugins.geometry.poses`),
+its pinhole intrinsics in pixels at the image's stored resolution, and optionally a depth
+map file.  Depth maps are converted to metres by :func:`load_depth_meters`; invalid
+readings become 0 everywhere in nerfloc.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import cv2
+import numpy as np
+from PIL import Image
+
+
+class DatasetFormatError(ValueError):
+    """A dataset file is missing or malformed; the message names the file (and line)."""
+
+
+def format_error(path: Path, problem: str, line: Optional[int] = None) -> DatasetFormatError:
+    """Build a one-line error naming ``path`` (and ``line``, 1-based) and what was expected."""
+    where = f"{path}:{line}" if line is not None else f"{path}"
+    return DatasetFormatError(f"{where}: {problem}")
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """Pinhole intrinsics in pixels for an image of ``width`` x ``height`` pixels.
+
+    The principal point uses the pixel-centre-at-0.5 convention shared by OpenCV and
+    Nerfstudio (``cx = width / 2`` for a centred camera).
+    """
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    def scaled_to(self, width: int, height: int) -> "Intrinsics":
+        """The same camera for an image resized to ``width`` x ``height``."""
+        sx, sy = width / self.width, height / self.height
+        return Intrinsics(self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, int(width), int(height))
+
+    def matrix(self) -> np.ndarray:
+        """3x3 calibration matrix K."""
+        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
+
+@dataclass(frozen=True)
+class PosedFrame:
+    """One image with its pose (c2w, dataset frame, OpenCV axes, metres)."""
+
+    name: str
+    """Path of the image relative to the dataset root, e.g. ``seq-03/frame-000000.color.png``."""
+    image_path: Path
+    c2w: np.ndarray
+    intrinsics: Intrinsics
+    depth_path: Optional[Path] = None
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` of an image file, read from its header only."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (OSError, ValueError) as err:
+        raise format_error(path, f"cannot read image ({err})") from err
+
+
+def with_actual_image_size(frames: Sequence[PosedFrame]) -> list[PosedFrame]:
+    """Rescale each frame's intrinsics to the stored size of its image.
+
+    Images of one dataset share a size, so the header of the first image of each distinct
+    nominal size is read once.
+    """
+    cache: dict[tuple[int, int], tuple[int, int]] = {}
+    out = []
+    for frame in frames:
+        key = (frame.intrinsics.width, frame.intrinsics.height)
+        if key not in cache:
+            cache[key] = image_size(frame.image_path)
+        width, height = cache[key]
+        if (width, height) != key:
+            frame = replace(frame, intrinsics=frame.intrinsics.scaled_to(width, height))
+        out.append(frame)
+    return out
+
+
+def read_matrix_file(path: Path, rows: int = 4, cols: int = 4) -> Optional[np.ndarray]:
+    """Read a whitespace-separated ``rows`` x ``cols`` matrix.
+
+    Returns ``None`` when the file holds non-finite values (e.g. 12-Scenes ``INF`` poses);
+    raises :class:`DatasetFormatError` when it is missing or not a matrix of that shape.
+    """
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise format_error(path, f"cannot read pose file ({err.strerror})") from err
+    values = []
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            values.append([float(v) for v in line.split()])
+        except ValueError as err:
+            raise format_error(path, f"expected {cols} numbers per line, got {line.strip()!r}", line_no) from err
+    mat = np.array(values, dtype=np.float64) if values else np.zeros((0, 0))
+    if mat.shape != (rows, cols):
+        raise format_error(path, f"expected a {rows}x{cols} matrix, got shape {mat.shape}")
+    if not np.all(np.isfinite(mat)):
+        return None
+    return mat
+
+
+def check_rigid_c2w(c2w: np.ndarray, path: Path, line: Optional[int] = None, atol: float = 1e-2) -> np.ndarray:
+    """Validate a 4x4 rigid pose read from ``path`` and re-orthonormalise its rotation."""
+    rot = c2w[:3, :3]
+    if not np.allclose(rot.T @ rot, np.eye(3), atol=atol) or np.linalg.det(rot) < 0:
+        raise format_error(path, "pose rotation is not orthonormal (expected a rigid camera-to-world matrix)", line)
+    u, _, vt = np.linalg.svd(rot)
+    out = c2w.copy()
+    out[:3, :3] = u @ vt
+    out[3] = [0.0, 0.0, 0.0, 1.0]
+    return out
+
+
+def select_every(frames: Sequence[PosedFrame], stride: int, limit: Optional[int] = None) -> list[PosedFrame]:
+    """Every ``stride``-th frame (few-shot subsets), optionally capped at ``limit`` frames."""
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    out = list(frames)[::stride]
+    if limit is not None:
+        if limit < 1:
+            raise ValueError(f"frame limit must be >= 1, got {limit}")
+        out = out[:limit]
+    return out
+
+
+def load_depth_meters(
+    path: Path,
+    unit_scale: float,
+    invalid_values: Iterable[float] = (0,),
+    size: Optional[tuple[int, int]] = None,
+) -> np.ndarray:
+    """Load a depth map as float32 metres; invalid readings become 0.
+
+    Args:
+        path: 16-bit PNG (or ``.npy``) depth map.
+        unit_scale: metres per stored unit (7-Scenes/12-Scenes mm: 1e-3; Replica: 1/6553.5).
+        invalid_values: raw values that mean "no reading" (7-Scenes uses 65535 and 0).
+        size: optional ``(width, height)`` to resize to (nearest neighbour, no mixing of
+            valid and invalid readings).
+    """
+    if path.suffix == ".npy":
+        raw = np.load(path)
+    else:
+        raw = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH)
+    if raw is None or raw.ndim != 2:
+        raise format_error(path, "cannot read depth map (expected a single-channel 16-bit PNG or .npy)")
+    invalid = ~np.isfinite(raw.astype(np.float64))
+    for value in invalid_values:
+        invalid |= raw == value
+    depth = raw.astype(np.float32) * np.float32(unit_scale)
+    depth[invalid] = 0.0
+    if size is not None and (depth.shape[1], depth.shape[0]) != tuple(size):
+        depth = cv2.resize(depth, tuple(int(s) for s in size), interpolation=cv2.INTER_NEAREST)
+    return depth

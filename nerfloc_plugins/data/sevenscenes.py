@@ -1,0 +1,112 @@
+"""7-Scenes dataparser (``sevenscenes-data``).
+
+Layout of a scene directory::
+
+    TrainSplit.txt, TestSplit.txt     lines "sequenceN" -> folder seq-0N
+    seq-01/frame-000000.color.png     RGB
+    seq-01/frame-000000.depth.png     uint16 depth in millimetres, 65535 (and 0) = invalid
+    seq-01/frame-000000.pose.txt      4x4 camera-to-world, OpenCV axes, metres
+
+Intrinsics are not stored with the dataset: they default to the Kinect RGB camera
+(f = 525 px, principal point at the centre, for 640x480 images) and are rescaled to the
+stored image size.  The depth camera of 7-Scenes is not registered to the RGB camera; its
+maps are used as given.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Type
+
+from nerfloc_plugins.data.frames import (
+    Intrinsics,
+    PosedFrame,
+    check_rigid_c2w,
+    format_error,
+    read_matrix_file,
+    with_actual_image_size,
+)
+from nerfloc_plugins.data.posed_frames_dataparser import (
+    PosedFramesDataParser,
+    PosedFramesDataParserConfig,
+    Split,
+)
+
+_SEQUENCE_LINE = re.compile(r"^sequence\s*(\d+)$", re.IGNORECASE)
+
+
+@dataclass
+class SevenScenesDataParserConfig(PosedFramesDataParserConfig):
+    """7-Scenes layout (also used by nerfloc's rendered example scene)."""
+
+    _target: Type = field(default_factory=lambda: SevenScenesDataParser)
+    fx: float = 525.0
+    """Focal length x in pixels, for images of ``intrinsics_width`` pixels."""
+    fy: float = 525.0
+    """Focal length y in pixels, for images of ``intrinsics_height`` pixels."""
+    cx: float = 320.0
+    """Principal point x in pixels."""
+    cy: float = 240.0
+    """Principal point y in pixels."""
+    intrinsics_width: int = 640
+    """Image width the intrinsics above refer to (rescaled to the stored images)."""
+    intrinsics_height: int = 480
+    """Image height the intrinsics above refer to."""
+
+
+def read_split_file(path: Path) -> list[str]:
+    """``TrainSplit.txt`` / ``TestSplit.txt`` -> sequence folder names (``seq-0N``)."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as err:
+        raise format_error(path, f"cannot read split file ({err.strerror}); expected lines 'sequenceN'") from err
+    folders = []
+    for line_no, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        match = _SEQUENCE_LINE.match(line.strip())
+        if match is None:
+            raise format_error(path, f"expected a line 'sequenceN', got {line.strip()!r}", line_no)
+        folders.append(f"seq-{int(match.group(1)):02d}")
+    return folders
+
+
+@dataclass
+class SevenScenesDataParser(PosedFramesDataParser):
+    """Reads 7-Scenes sequences listed in the split files."""
+
+    config: SevenScenesDataParserConfig
+    depth_unit_scale_factor: float = 1e-3
+    depth_invalid_values: tuple = (0.0, 65535.0)
+
+    def read_frames(self, split: Split) -> list[PosedFrame]:
+        root = self.config.data
+        split_file = root / ("TrainSplit.txt" if split == "train" else "TestSplit.txt")
+        cfg = self.config
+        intrinsics = Intrinsics(cfg.fx, cfg.fy, cfg.cx, cfg.cy, cfg.intrinsics_width, cfg.intrinsics_height)
+        frames = []
+        for folder in read_split_file(split_file):
+            seq_dir = root / folder
+            if not seq_dir.is_dir():
+                raise format_error(split_file, f"sequence folder {seq_dir} does not exist")
+            for image_path in sorted(seq_dir.glob("frame-*.color.png")):
+                stem = image_path.name[: -len(".color.png")]
+                pose_path = seq_dir / f"{stem}.pose.txt"
+                c2w = read_matrix_file(pose_path)
+                if c2w is None:
+                    continue
+                depth_path = seq_dir / f"{stem}.depth.png"
+                frames.append(
+                    PosedFrame(
+                        name=f"{folder}/{image_path.name}",
+                        image_path=image_path,
+                        c2w=check_rigid_c2w(c2w, pose_path),
+                        intrinsics=intrinsics,
+                        depth_path=depth_path if depth_path.exists() else None,
+                    )
+                )
+            if not any(f.name.startswith(folder + "/") for f in frames):
+                raise format_error(seq_dir, "no frame-*.color.png images with valid poses")
+        return with_actual_image_size(frames)

@@ -1,0 +1,302 @@
+"""A small indoor scene rendered exactly by ray casting, written in 7-Scenes layout.
+
+The scene is a closed room (z up, metres) with textured walls, floor and ceiling, wall
+posters and a few textured boxes.  Textures are real photographs and scans shipped with
+scikit-image.  Shading is Lambertian under a fixed light and a soft ceiling-lamp falloff,
+so appearance is view-independent; depth is exact (z-depth, as 7-Scenes stores it).
+
+Cameras follow hand-held-like loops: two training sequences and one query sequence whose
+viewpoints sit between and beside the training loops (different height, radius and
+heading), so queries are not close copies of training views.
+
+Everything is deterministic given the seed; the example scene in ``examples/demo_room``
+is produced by ``nerfloc-make-scene --output-dir examples/demo_room``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from PIL import Image
+
+from nerfloc_plugins.data.frames import Intrinsics
+
+# face index -> (normal axis, sign); faces of a box: -x, +x, -y, +y, -z, +z
+_FACES = [(0, -1), (0, 1), (1, -1), (1, 1), (2, -1), (2, 1)]
+_LIGHT_DIR = np.array([0.35, -0.5, 0.79]) / np.linalg.norm([0.35, -0.5, 0.79])
+_LAMP = np.array([0.3, -0.2, 2.6])
+
+
+@lru_cache(maxsize=None)
+def texture(name: str) -> np.ndarray:
+    """A scikit-image sample picture as float RGB in [0, 1] (grey pictures are tinted)."""
+    import skimage.data
+
+    tints = {
+        "brick": (0.85, 0.55, 0.45),
+        "gravel": (0.75, 0.72, 0.65),
+        "grass": (0.55, 0.75, 0.45),
+        "camera": (0.9, 0.9, 0.95),
+        "coins": (0.95, 0.85, 0.6),
+        "page": (1.0, 0.97, 0.9),
+        "text": (0.9, 0.95, 1.0),
+        "moon": (0.8, 0.8, 0.9),
+    }
+    img = getattr(skimage.data, name)()
+    img = img.astype(np.float32)
+    img /= 255.0 if img.max() > 1.0 else 1.0
+    if img.ndim == 2:
+        img = img[..., None] * np.asarray(tints.get(name, (1.0, 1.0, 1.0)), dtype=np.float32)
+    return np.ascontiguousarray(img[..., :3])
+
+
+@dataclass(frozen=True)
+class Box:
+    """Axis-aligned box; ``textures`` per face (-x,+x,-y,+y,-z,+z), ``None`` = flat colour.
+
+    ``tile`` is the texture repeat size in metres; ``decal`` faces stretch the picture once
+    over the face instead of tiling it.  ``inside`` boxes are seen from within (the room).
+    """
+
+    lo: Tuple[float, float, float]
+    hi: Tuple[float, float, float]
+    textures: Tuple[Optional[str], ...]
+    tile: float = 1.0
+    decal: Tuple[bool, ...] = (False,) * 6
+    inside: bool = False
+    albedo: float = 1.0
+
+
+def demo_room() -> List[Box]:
+    """The example room: 4.0 x 3.2 x 2.5 m with furniture and posters."""
+    room = Box(
+        lo=(-2.0, -1.6, 0.0),
+        hi=(2.0, 1.6, 2.5),
+        textures=("brick", "gravel", "grass", "brick", "gravel", "page"),
+        tile=1.2,
+        inside=True,
+    )
+    # (lo, hi, picture, face looking into the room)
+    posters = [
+        ((1.97, -0.9, 0.8), (2.0, 0.5, 1.9), "astronaut", 0),
+        ((-0.2, 1.57, 0.7), (1.3, 1.6, 1.8), "coffee", 2),
+        ((-1.2, -1.6, 0.9), (0.3, -1.57, 1.9), "chelsea", 3),
+        ((-2.0, -0.4, 0.6), (-1.97, 1.1, 1.7), "rocket", 1),
+    ]
+    boxes = [room]
+    for lo, hi, picture, face in posters:
+        textures = [None] * 6
+        textures[face] = picture
+        boxes.append(Box(lo, hi, tuple(textures), decal=(True,) * 6))
+    boxes += [
+        Box(
+            (0.6, 0.4, 0.0),
+            (1.4, 1.1, 0.75),
+            ("coins", "coins", "coins", "coins", None, "hubble_deep_field"),
+            tile=0.5,
+            decal=(False, False, False, False, False, True),
+        ),
+        Box((-1.8, -1.4, 0.0), (-1.2, -0.8, 1.5), ("camera", "text", "camera", "text", None, "moon"), tile=0.6),
+        Box((0.3, -1.2, 0.0), (0.75, -0.75, 0.45), ("ihc",) * 6, tile=0.45, decal=(True,) * 6),
+        Box(
+            (-0.9, 0.6, 0.0),
+            (-0.5, 1.0, 0.9),
+            ("retina", "coffee", "immunohistochemistry", "retina", None, "coins"),
+            tile=0.4,
+            decal=(True,) * 6,
+        ),
+    ]
+    return boxes
+
+
+def _picture(name: str) -> np.ndarray:
+    aliases = {"ihc": "immunohistochemistry"}
+    return texture(aliases.get(name, name))
+
+
+def _sample(tex: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Bilinear lookup with wrap-around; ``u`` right, ``v`` down, in texture periods."""
+    h, w = tex.shape[:2]
+    x = (u % 1.0) * w - 0.5
+    y = (v % 1.0) * h - 0.5
+    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
+    x0, x1 = x0 % w, (x0 + 1) % w
+    y0, y1 = y0 % h, (y0 + 1) % h
+    top = tex[y0, x0] * (1 - fx) + tex[y0, x1] * fx
+    bottom = tex[y1, x0] * (1 - fx) + tex[y1, x1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def ray_cast(boxes: Sequence[Box], origins: np.ndarray, dirs: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Colour ``(N, 3)`` and hit distance along ``dirs`` ``(N,)`` of the nearest surface."""
+    n = origins.shape[0]
+    best_t = np.full(n, np.inf)
+    best_box = np.full(n, -1)
+    best_face = np.full(n, -1)
+    safe = np.where(np.abs(dirs) < 1e-12, 1e-12, dirs)
+    for b_idx, box in enumerate(boxes):
+        lo, hi = np.asarray(box.lo), np.asarray(box.hi)
+        t0 = (lo - origins) / safe
+        t1 = (hi - origins) / safe
+        t_near = np.minimum(t0, t1)
+        t_far = np.maximum(t0, t1)
+        if box.inside:
+            t_hit = t_far.min(axis=1)
+            axis = t_far.argmin(axis=1)
+            hit = t_hit > 1e-6
+        else:
+            t_hit = t_near.max(axis=1)
+            axis = t_near.argmax(axis=1)
+            hit = (t_hit <= t_far.min(axis=1)) & (t_hit > 1e-6)
+        sign = np.where(np.take_along_axis(dirs, axis[:, None], 1)[:, 0] > 0, 1, -1)
+        face = axis * 2 + np.where(box.inside, (sign > 0), (sign < 0)).astype(int)
+        closer = hit & (t_hit < best_t)
+        best_t[closer] = t_hit[closer]
+        best_box[closer] = b_idx
+        best_face[closer] = face[closer]
+    points = origins + dirs * best_t[:, None]
+    colour = np.zeros((n, 3))
+    for b_idx, box in enumerate(boxes):
+        for f_idx, (axis, sgn) in enumerate(_FACES):
+            mask = (best_box == b_idx) & (best_face == f_idx)
+            if not mask.any():
+                continue
+            p = points[mask]
+            u_axis, v_axis = [a for a in range(3) if a != axis]
+            lo, hi = np.asarray(box.lo), np.asarray(box.hi)
+            name = box.textures[f_idx]
+            if name is None:
+                rgb = np.full((p.shape[0], 3), 0.8)
+            else:
+                tex = _picture(name)
+                if box.decal[f_idx]:
+                    u = (p[:, u_axis] - lo[u_axis]) / (hi[u_axis] - lo[u_axis])
+                    v = (p[:, v_axis] - lo[v_axis]) / (hi[v_axis] - lo[v_axis])
+                    u = np.clip(u, 0.0, 0.999)
+                    v = 1.0 - np.clip(v, 0.001, 1.0) if v_axis == 2 else np.clip(v, 0.0, 0.999)
+                else:
+                    u = p[:, u_axis] / box.tile
+                    v = -p[:, v_axis] / box.tile
+                rgb = _sample(tex, u, v)
+            normal = np.zeros(3)
+            normal[axis] = sgn * (-1 if box.inside else 1)
+            lambert = 0.55 + 0.45 * max(float(normal @ _LIGHT_DIR), 0.0)
+            lamp = 1.0 / (1.0 + 0.08 * np.sum((p - _LAMP) ** 2, axis=1))
+            colour[mask] = rgb * box.albedo * (lambert * (0.75 + 0.75 * lamp))[:, None]
+    return np.clip(colour, 0.0, 1.0), best_t
+
+
+def look_at_c2w(eye: np.ndarray, target: np.ndarray, roll: float = 0.0) -> np.ndarray:
+    """OpenCV-axes c2w (x right, y down, z forward) looking from ``eye`` at ``target``, z-up world."""
+    forward = target - eye
+    forward = forward / np.linalg.norm(forward)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right = right / np.linalg.norm(right)
+    down = np.cross(forward, right)
+    c, s = np.cos(roll), np.sin(roll)
+    right, down = c * right + s * down, -s * right + c * down
+    c2w = np.eye(4)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, down, forward, eye
+    return c2w
+
+
+def render_view(
+    boxes: Sequence[Box], c2w: np.ndarray, intrinsics: Intrinsics, supersample: int = 2
+) -> Tuple[np.ndarray, np.ndarray]:
+    """RGB ``(H, W, 3)`` in [0, 1] and z-depth ``(H, W)`` in metres for an OpenCV c2w pose."""
+    w, h, s = intrinsics.width, intrinsics.height, supersample
+    offsets = (np.arange(s) + 0.5) / s
+    xs = (np.arange(w)[:, None] + offsets[None]).reshape(-1)
+    ys = (np.arange(h)[:, None] + offsets[None]).reshape(-1)
+    px, py = np.meshgrid(xs, ys)
+
+    def rays(px: np.ndarray, py: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        # directions with camera-frame z = 1, so the hit distance is the z-depth
+        cam = np.stack(
+            [(px - intrinsics.cx) / intrinsics.fx, (py - intrinsics.cy) / intrinsics.fy, np.ones_like(px)], -1
+        )
+        dirs = cam.reshape(-1, 3) @ c2w[:3, :3].T
+        return np.broadcast_to(c2w[:3, 3], dirs.shape), dirs
+
+    colour, _ = ray_cast(boxes, *rays(px, py))
+    rgb = colour.reshape(h, s, w, s, 3).mean(axis=(1, 3))
+    cx, cy = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
+    _, depth = ray_cast(boxes, *rays(cx, cy))
+    return rgb, depth.reshape(h, w)
+
+
+def loop_trajectory(
+    num: int,
+    radius: float,
+    height: float,
+    phase: float,
+    heading_offset: float,
+    seed: int,
+    wobble: float = 0.06,
+) -> List[np.ndarray]:
+    """Hand-held-like loop around the room centre, looking outwards towards the walls."""
+    rng = np.random.default_rng(seed)
+    poses = []
+    for i in range(num):
+        a = phase + 2 * np.pi * i / num
+        r = radius * (1.0 + 0.15 * np.sin(3 * a + seed))
+        eye = np.array([r * np.cos(a), 0.8 * r * np.sin(a), height + 0.08 * np.sin(2 * a + seed)])
+        heading = a + heading_offset + 0.25 * np.sin(2 * a + 0.5 * seed)
+        target = eye + np.array([np.cos(heading), np.sin(heading), -0.25 + 0.1 * np.cos(a * 3)])
+        target += rng.normal(scale=wobble, size=3)
+        poses.append(look_at_c2w(eye, target, roll=rng.normal(scale=0.03)))
+    return poses
+
+
+def default_sequences(frames_per_train_seq: int, frames_test: int) -> Dict[int, Tuple[str, List[np.ndarray]]]:
+    """Sequence number -> (split, poses) of the example scene."""
+    return {
+        1: ("train", loop_trajectory(frames_per_train_seq, 0.75, 1.45, 0.0, 0.0, seed=1)),
+        2: ("train", loop_trajectory(frames_per_train_seq, 0.35, 1.15, 0.2, 0.35, seed=2)),
+        3: ("test", loop_trajectory(frames_test, 0.55, 1.30, 0.13, 0.18, seed=3)),
+    }
+
+
+def write_sevenscenes_scene(
+    output_dir: Path,
+    width: int = 160,
+    height: int = 120,
+    frames_per_train_seq: int = 50,
+    frames_test: int = 20,
+    supersample: int = 2,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> Dict[str, int]:
+    """Render the example room into ``output_dir`` (7-Scenes layout); returns frame counts.
+
+    Intrinsics are the 7-Scenes defaults (f = 525 px at 640x480) scaled to ``width`` x
+    ``height``, so ``sevenscenes-data`` reads the scene with its default options.
+    """
+    intrinsics = Intrinsics(525.0, 525.0, 320.0, 240.0, 640, 480).scaled_to(width, height)
+    boxes = demo_room()
+    sequences = default_sequences(frames_per_train_seq, frames_test)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    splits: Dict[str, List[str]] = {"train": [], "test": []}
+    total = sum(len(p) for _, p in sequences.values())
+    done = 0
+    for seq, (split, poses) in sequences.items():
+        splits[split].append(f"sequence{seq}")
+        seq_dir = output_dir / f"seq-{seq:02d}"
+        seq_dir.mkdir(exist_ok=True)
+        for i, c2w in enumerate(poses):
+            rgb, depth = render_view(boxes, c2w, intrinsics, supersample)
+            stem = seq_dir / f"frame-{i:06d}"
+            Image.fromarray((rgb * 255 + 0.5).astype(np.uint8)).save(f"{stem}.color.png", optimize=True)
+            depth_mm = np.where(np.isfinite(depth), np.round(depth * 1000.0), 65535).clip(0, 65535)
+            Image.fromarray(depth_mm.astype(np.uint16)).save(f"{stem}.depth.png", optimize=True)
+            np.savetxt(f"{stem}.pose.txt", c2w, fmt="%.8f")
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    (output_dir / "TrainSplit.txt").write_text("\n".join(splits["train"]) + "\n")
+    (output_dir / "TestSplit.txt").write_text("\n".join(splits["test"]) + "\n")
+    return {split: sum(len(sequences[int(s[len("sequence") :])][1]) for s in names) for split, names in splits.items()}

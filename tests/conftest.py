@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny datasets written by the tests themselves."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nerfloc_plugins.data.synthetic_scene import look_at_c2w
+
+
+def write_image(path: Path, width: int, height: int, seed: int = 0, suffix_format: str | None = None) -> None:
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 255, size=(height, width, 3), dtype=np.uint8)).save(path, format=suffix_format)
+
+
+def circle_poses(n: int, radius: float = 1.0, height: float = 1.0, phase: float = 0.0) -> list[np.ndarray]:
+    """OpenCV c2w poses on a circle, looking at the origin."""
+    out = []
+    for i in range(n):
+        a = phase + 2 * np.pi * i / n
+        eye = np.array([radius * np.cos(a), radius * np.sin(a), height])
+        out.append(look_at_c2w(eye, np.zeros(3)))
+    return out
+
+
+@pytest.fixture
+def sevenscenes_dir(tmp_path: Path) -> Path:
+    """2 train sequences (3 frames each) + 1 test sequence (2 frames), 64x48 images."""
+    root = tmp_path / "chess"
+    sequences = {1: circle_poses(3, phase=0.0), 2: circle_poses(3, phase=0.5), 3: circle_poses(2, phase=0.25)}
+    for seq, seq_poses in sequences.items():
+        for i, c2w in enumerate(seq_poses):
+            stem = root / f"seq-{seq:02d}" / f"frame-{i:06d}"
+            write_image(Path(f"{stem}.color.png"), 64, 48, seed=seq * 10 + i)
+            depth = np.full((48, 64), 1500, dtype=np.uint16)
+            depth[0, 0] = 65535
+            depth[0, 1] = 0
+            Image.fromarray(depth).save(f"{stem}.depth.png")
+            np.savetxt(f"{stem}.pose.txt", c2w)
+    (root / "TrainSplit.txt").write_text("sequence1\nsequence2\n")
+    (root / "TestSplit.txt").write_text("sequence3\n")
+    return root
