@@ -9,7 +9,6 @@ are written atomically (temporary file, then rename).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Type
@@ -18,6 +17,8 @@ import numpy as np
 import torch
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from nerfstudio.utils.decorators import check_main_thread
+
+from nerfloc_plugins.utils.atomic import atomic_path
 
 
 def to_weights_only_safe(value: Any) -> Any:
@@ -31,13 +32,6 @@ def to_weights_only_safe(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def save_atomically(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file next to ``path``, then rename over it."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -64,7 +58,8 @@ class NerflocTrainer(Trainer):
             "schedulers": {k: v.state_dict() for (k, v) in self.optimizers.schedulers.items()},
             "scalers": self.grad_scaler.state_dict(),
         }
-        save_atomically(to_weights_only_safe(state), ckpt_path)
+        with atomic_path(ckpt_path) as tmp:
+            torch.save(to_weights_only_safe(state), tmp)
         if self.config.save_only_latest_checkpoint:
             for old in self.checkpoint_dir.glob("*.ckpt"):
                 if old != ckpt_path:

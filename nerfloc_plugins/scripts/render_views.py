@@ -9,8 +9,6 @@ depth is used for 2D-3D matching.  Loads checkpoints through Nerfstudio's ``eval
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,23 +18,9 @@ import torch
 import tyro
 from nerfstudio.utils import colormaps
 from nerfstudio.utils.eval_utils import eval_setup
-from PIL import Image
 
 from nerfloc_plugins.geometry.projection import ray_length_per_unit_z
-
-
-def write_json_atomically(data: dict, path: Path) -> None:
-    """Write JSON to a temporary file and rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-
-
-def save_png_atomically(image: np.ndarray, path: Path) -> None:
-    """Save an ``H x W x 3`` float image in [0, 1] as PNG via a temporary file."""
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)).save(tmp)
-    os.replace(tmp, path)
+from nerfloc_plugins.utils.atomic import save_png_atomically, write_json_atomically
 
 
 @dataclass

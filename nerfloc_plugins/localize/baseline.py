@@ -1,0 +1,138 @@
+"""Classical baseline: local features of the mapping images lifted to 3D with depth.
+
+What a user would run instead of a NeRF map: keypoints + descriptors (SIFT by default) on
+every mapping image, lifted to 3D with the dataset's depth maps and poses, stored as the
+map; queries are matched to their retrieved mapping images and localized with PnP.  It
+cannot render at new poses, so it has no iterative or photometric refinement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from PIL import Image
+
+from nerfloc_plugins.data.frames import PosedFrame, load_depth_meters
+from nerfloc_plugins.data.posed_frames_dataparser import PosedFramesDataParser
+from nerfloc_plugins.geometry.projection import backproject
+from nerfloc_plugins.localize.features import LocalFeatures, SiftConfig, SiftExtractor
+from nerfloc_plugins.localize.localizer import Localizer, MapView, QueryDescription
+from nerfloc_plugins.localize.matching import cosine_similarity, mutual_nearest_neighbors
+
+
+@dataclass
+class FeatureMatchConfig:
+    """Mutual nearest neighbours on cosine similarity of L2-normalised descriptors."""
+
+    min_similarity: float = 0.75
+    """Cosine threshold (RootSIFT: ~0.75)."""
+    ratio: Optional[float] = 0.85
+    """Lowe's ratio test (None = off)."""
+
+
+def load_rgb(path) -> np.ndarray:
+    """``(H, W, 3)`` float32 RGB in [0, 1]."""
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def lift_keypoints(features: LocalFeatures, depth: np.ndarray, frame: PosedFrame, scale_to_depth: float = 1.0):
+    """Keep keypoints with a depth reading and return them with their dataset-frame 3D points."""
+    uv = features.keypoints
+    cols = np.clip((uv[:, 0] * scale_to_depth).astype(int), 0, depth.shape[1] - 1)
+    rows = np.clip((uv[:, 1] * scale_to_depth).astype(int), 0, depth.shape[0] - 1)
+    z = depth[rows, cols]
+    valid = z > 0
+    points = backproject(uv[valid], z[valid], frame.intrinsics.matrix(), frame.c2w)
+    return features.subset(valid), points
+
+
+def match_descriptors(query: torch.Tensor, view: torch.Tensor, config: FeatureMatchConfig) -> np.ndarray:
+    if len(query) == 0 or len(view) == 0:
+        return np.zeros((0, 2), dtype=int)
+    matches, _ = mutual_nearest_neighbors(cosine_similarity(query, view), config.min_similarity, config.ratio)
+    return matches.cpu().numpy()
+
+
+class ClassicalLocalizer(Localizer):
+    """SIFT (or another extractor) + depth-lifted mapping images + PnP."""
+
+    name = "classical-sift"
+    renders_at_any_pose = False
+
+    def __init__(
+        self,
+        parser: PosedFramesDataParser,
+        sift: Optional[SiftConfig] = None,
+        matching: Optional[FeatureMatchConfig] = None,
+        device: str = "cpu",
+    ) -> None:
+        self.parser = parser
+        self.extractor = SiftExtractor(sift or SiftConfig())
+        self.matching = matching or FeatureMatchConfig()
+        self.device = torch.device(device)
+        self.scene = parser.config.data.name
+        self._map_frames = parser.frames("train")
+        missing = [f.name for f in self._map_frames if f.depth_path is None]
+        if missing:
+            raise ValueError(
+                f"{parser.config.data}: the classical baseline lifts keypoints with depth maps; {missing[0]} has none"
+            )
+        self._views: Dict[str, MapView] = {}
+
+    def map_frames(self) -> List[PosedFrame]:
+        return self._map_frames
+
+    def query_frames(self, split: str) -> List[PosedFrame]:
+        return self.parser.frames("train" if split == "train" else "test")
+
+    def _build_view(self, frame: PosedFrame) -> MapView:
+        image = load_rgb(frame.image_path)
+        depth = load_depth_meters(
+            frame.depth_path,
+            self.parser.depth_unit_scale_factor,
+            self.parser.depth_invalid_values,
+            (frame.intrinsics.width, frame.intrinsics.height),
+        )
+        features, points = lift_keypoints(self.extractor(image), depth, frame)
+        return MapView(
+            c2w=frame.c2w,
+            keypoints=features.keypoints,
+            descriptors=torch.from_numpy(features.descriptors).to(self.device),
+            points3d=points,
+            intrinsics=frame.intrinsics,
+            image=image,
+        )
+
+    def describe_query(self, frame: PosedFrame) -> QueryDescription:
+        image = load_rgb(frame.image_path)
+        features = self.extractor(image)
+        return QueryDescription(
+            keypoints=features.keypoints,
+            descriptors=torch.from_numpy(features.descriptors).to(self.device),
+            intrinsics=frame.intrinsics,
+            image=image,
+        )
+
+    def map_view(self, c2w: np.ndarray, reference: Optional[PosedFrame] = None) -> MapView:
+        if reference is None:
+            raise ValueError("the classical baseline has features only at its mapping images")
+        if reference.name not in self._views:
+            self._views[reference.name] = self._build_view(reference)
+        return self._views[reference.name]
+
+    def match(self, query: QueryDescription, view: MapView) -> np.ndarray:
+        return match_descriptors(query.descriptors, view.descriptors, self.matching)
+
+    def retrieval_image(self, frame: PosedFrame, source: str) -> np.ndarray:
+        if source != "images":
+            raise ValueError("the classical baseline retrieves against real images only (--retrieval.source images)")
+        return load_rgb(frame.image_path)
+
+    def map_size_bytes(self) -> int:
+        """Keypoints, descriptors (float32) and 3D points of every mapping image."""
+        views = [self.map_view(f.c2w, f) for f in self._map_frames]
+        return int(sum(v.keypoints.size * 4 + v.descriptors.numel() * 4 + v.points3d.size * 4 for v in views))

@@ -1,0 +1,223 @@
+"""The shared localization pipeline: prior -> match -> PnP -> refine -> metrics -> files.
+
+Stages (hloc-like, each timed per query): ``prior`` (retrieval), ``features`` (query
+description), ``render`` (map features at a pose), ``match``, ``pnp``, ``refine``.
+Top-k priors are merged at the match level (all 2D-3D matches go into one PnP).
+Iterative refinement re-renders at the estimate and matches again until the update is
+below tolerance; photometric refinement (when the localizer has a field) optimises the
+pose through it and then re-matches once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from nerfloc_plugins.data.frames import PosedFrame
+from nerfloc_plugins.geometry.poses import invert_rigid
+from nerfloc_plugins.localize.io import read_pairs
+from nerfloc_plugins.localize.localizer import Localizer, MapView, QueryDescription
+from nerfloc_plugins.localize.metrics import pose_error
+from nerfloc_plugins.localize.pnp import PnPConfig, PnPResult, solve_pnp
+from nerfloc_plugins.localize.refine import PhotometricConfig
+from nerfloc_plugins.localize.retrieval import RetrievalConfig, VladIndex
+
+STAGES = ("prior", "features", "render", "match", "pnp", "refine")
+
+
+@dataclass
+class RefineConfig:
+    iterations: int = 0
+    """Extra render -> match -> PnP rounds from the current estimate (needs a field)."""
+    tolerance_cm: float = 0.1
+    """Stop when the pose changes by less than this (and ``tolerance_deg``)."""
+    tolerance_deg: float = 0.05
+    photometric: PhotometricConfig = field(default_factory=PhotometricConfig)
+
+
+@dataclass
+class PipelineConfig:
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    pairs: Optional[Path] = None
+    """hloc/PixLoc pairs file (``query db`` lines); replaces built-in retrieval."""
+    pnp: PnPConfig = field(default_factory=PnPConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
+
+
+@dataclass
+class QueryResult:
+    frame: PosedFrame
+    w2c: Optional[np.ndarray]
+    retrieved: List[str]
+    num_matches: int
+    num_inliers: int
+    iterations: int
+    timings: Dict[str, float]
+    # kept for the report's match visualisation (first prior only)
+    query: Optional[QueryDescription] = None
+    view: Optional[MapView] = None
+    matches: Optional[np.ndarray] = None
+    inliers: Optional[np.ndarray] = None
+
+
+class StageTimer:
+    def __init__(self) -> None:
+        self.times: Dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.times[stage] += time.perf_counter() - start
+
+
+class PriorSource:
+    """Top-k reference frames per query: from a pairs file or built-in VLAD retrieval."""
+
+    def __init__(self, localizer: Localizer, config: PipelineConfig) -> None:
+        self.localizer = localizer
+        self.config = config
+        self.frames = localizer.map_frames()
+        self.by_name = {f.name: f for f in self.frames}
+        self.pairs = None
+        self.index = None
+        self.build_seconds = 0.0
+        start = time.perf_counter()
+        if config.pairs is not None:
+            self.pairs = read_pairs(config.pairs)
+        else:
+            from nerfloc_plugins.localize.features import SiftExtractor
+
+            self.extractor = SiftExtractor()
+            self.index = VladIndex(config.retrieval, device=getattr(localizer, "device", "cpu"))
+            source = config.retrieval.source
+            self.index.fit([self.extractor(localizer.retrieval_image(f, source)).descriptors for f in self.frames])
+        self.build_seconds = time.perf_counter() - start
+
+    def __call__(self, query: PosedFrame, image: np.ndarray) -> List[PosedFrame]:
+        top_k = self.config.retrieval.top_k
+        if self.pairs is not None:
+            names = self.pairs.get(query.name, [])[:top_k]
+            missing = [n for n in names if n not in self.by_name]
+            if missing:
+                raise ValueError(
+                    f"{self.config.pairs}: reference {missing[0]!r} is not a mapping frame of this dataset"
+                )
+            return [self.by_name[n] for n in names]
+        return [self.frames[i] for i, _ in self.index.search(self.extractor(image).descriptors, top_k)]
+
+
+def match_views(localizer: Localizer, query: QueryDescription, views: List[MapView]):
+    """Concatenate the 2D-3D matches of the query against each view."""
+    pts2d, pts3d, per_view = [], [], []
+    for view in views:
+        m = localizer.match(query, view)
+        per_view.append(m)
+        pts2d.append(query.keypoints[m[:, 0]])
+        pts3d.append(view.points3d[m[:, 1]])
+    return (
+        np.concatenate(pts2d) if pts2d else np.zeros((0, 2)),
+        np.concatenate(pts3d) if pts3d else np.zeros((0, 3)),
+        per_view,
+    )
+
+
+def localize_query(
+    localizer: Localizer, frame: PosedFrame, priors_fn: PriorSource, config: PipelineConfig
+) -> QueryResult:
+    timer = StageTimer()
+    with timer("features"):
+        query = localizer.describe_query(frame)
+    with timer("prior"):
+        priors = priors_fn(frame, query.image)
+    with timer("render"):
+        views = [localizer.map_view(p.c2w, p) for p in priors]
+    with timer("match"):
+        pts2d, pts3d, per_view = match_views(localizer, query, views)
+    with timer("pnp"):
+        result = solve_pnp(pts2d, pts3d, query.intrinsics, config.pnp)
+    num_matches, vis_view, vis_matches = len(pts2d), views[0] if views else None, per_view[0] if per_view else None
+    vis_inliers = result.inliers[: len(vis_matches)] if vis_matches is not None else None
+    iterations = 0
+    if result.success and localizer.renders_at_any_pose:
+        result, iterations, vis = refine_iteratively(localizer, query, result, config, timer)
+        if vis is not None:
+            vis_view, vis_matches, vis_inliers = vis
+    return QueryResult(
+        frame=frame,
+        w2c=result.w2c,
+        retrieved=[p.name for p in priors],
+        num_matches=num_matches,
+        num_inliers=result.num_inliers,
+        iterations=iterations,
+        timings={stage: timer.times.get(stage, 0.0) for stage in STAGES},
+        query=query,
+        view=vis_view,
+        matches=vis_matches,
+        inliers=vis_inliers,
+    )
+
+
+def refine_iteratively(
+    localizer: Localizer, query: QueryDescription, result: PnPResult, config: PipelineConfig, timer: StageTimer
+):
+    """Photometric refinement (optional) then render -> match -> PnP rounds from the estimate."""
+    refine = config.refine
+    rounds = refine.iterations
+    vis = None
+    iterations = 0
+    with timer("refine"):
+        refiner = localizer.photometric_refiner(refine.photometric) if refine.photometric.steps > 0 else None
+        if refiner is not None:
+            c2w = refiner.refine(invert_rigid(result.w2c), query)
+            result = PnPResult(invert_rigid(c2w), result.inliers)
+            rounds = max(rounds, 1 if refine.photometric.rematch else 0)
+        for _ in range(rounds):
+            view = localizer.map_view(invert_rigid(result.w2c))
+            m = localizer.match(query, view)
+            new = solve_pnp(query.keypoints[m[:, 0]], view.points3d[m[:, 1]], query.intrinsics, config.pnp)
+            iterations += 1
+            if not new.success:
+                break
+            dt, dr = pose_error(new.w2c, result.w2c)
+            result, vis = new, (view, m, new.inliers)
+            if dt * 100 < refine.tolerance_cm and dr < refine.tolerance_deg:
+                break
+    return result, iterations, vis
+
+
+def run_localization(
+    localizer: Localizer, config: PipelineConfig, split: str = "test", max_queries: Optional[int] = None
+) -> tuple[List[QueryResult], float]:
+    """Localize every query of ``split``; returns the results and the prior-index build time."""
+    queries = localizer.query_frames(split)
+    if max_queries is not None:
+        queries = queries[:max_queries]
+    priors = PriorSource(localizer, config)
+    results: List[QueryResult] = []
+    errors_cm: List[float] = []
+    columns = [
+        TextColumn("[bold]localizing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("median {task.fields[median]}"),
+    ]
+    with Progress(*columns) as progress:
+        task = progress.add_task("localize", total=len(queries), median="-")
+        for frame in queries:
+            res = localize_query(localizer, frame, priors, config)
+            results.append(res)
+            err = pose_error(res.w2c, invert_rigid(frame.c2w))[0] * 100 if res.w2c is not None else float("inf")
+            errors_cm.append(err)
+            progress.update(task, advance=1, median=f"{np.median(errors_cm):.1f} cm")
+    return results, priors.build_seconds

@@ -1,0 +1,112 @@
+"""Localizer for a plain trained field: local features on views the field renders.
+
+The map is only the trained field (``nerfloc-nerfacto``): at a pose prior the field renders
+RGB and depth at ``render_width`` pixels, SIFT keypoints of the rendering are lifted to 3D
+with the rendered depth, and the query's SIFT keypoints are matched to them.  Because it can
+render anywhere, iterative refinement (render at the estimate, match again) and photometric
+refinement through the field apply.  The paper methods replace SIFT-on-renderings by their
+own descriptors (CrossFire, NeRFMatch, NeuraLoc) behind the same interface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import torch
+
+from nerfloc_plugins.data.frames import PosedFrame
+from nerfloc_plugins.localize.baseline import FeatureMatchConfig, lift_keypoints, load_rgb, match_descriptors
+from nerfloc_plugins.localize.features import SiftConfig, SiftExtractor
+from nerfloc_plugins.localize.field_renderer import FieldRenderer
+from nerfloc_plugins.localize.localizer import Localizer, MapView, QueryDescription
+from nerfloc_plugins.localize.refine import PhotometricConfig, PhotometricRefiner
+
+
+@dataclass
+class RenderedFeaturesConfig:
+    render_width: int = 160
+    """Width of the views rendered for matching (height keeps the aspect ratio)."""
+    sift: SiftConfig = field(default_factory=SiftConfig)
+    matching: FeatureMatchConfig = field(default_factory=FeatureMatchConfig)
+
+
+class FieldPhotometricRefiner:
+    """Runs :class:`PhotometricRefiner` in the field's frame for dataset-frame poses."""
+
+    def __init__(self, renderer: FieldRenderer, config: PhotometricConfig) -> None:
+        self.renderer = renderer
+        self.refiner = PhotometricRefiner(renderer.render_rays, config, renderer.device)
+        self.losses: list = []
+
+    def refine(self, c2w: np.ndarray, query: QueryDescription) -> np.ndarray:
+        c2w_ns, self.losses = self.refiner.refine(
+            self.renderer.c2w_ns_opencv(c2w), query.image, query.intrinsics.matrix()
+        )
+        return self.renderer.c2w_from_ns_opencv(c2w_ns)
+
+
+class RenderedFeaturesLocalizer(Localizer):
+    """SIFT on the query vs SIFT on field renderings lifted by rendered depth."""
+
+    name = "nerf-rendered-sift"
+    renders_at_any_pose = True
+
+    def __init__(self, load_config: Path, config: Optional[RenderedFeaturesConfig] = None) -> None:
+        self.renderer = FieldRenderer(load_config)
+        self.config = config = config or RenderedFeaturesConfig()
+        self.device = self.renderer.device
+        self.extractor = SiftExtractor(config.sift)
+        self._map_frames = self.renderer.frames("train")
+        self.scene = self.renderer.parser.config.data.name
+
+    def map_frames(self) -> List[PosedFrame]:
+        return self._map_frames
+
+    def query_frames(self, split: str) -> List[PosedFrame]:
+        return self.renderer.frames(split)
+
+    def render_intrinsics(self, frame: PosedFrame):
+        intr = frame.intrinsics
+        width = min(self.config.render_width, intr.width)
+        return intr.scaled_to(width, max(1, round(intr.height * width / intr.width)))
+
+    def describe_query(self, frame: PosedFrame) -> QueryDescription:
+        image = load_rgb(frame.image_path)
+        features = self.extractor(image)
+        return QueryDescription(
+            keypoints=features.keypoints,
+            descriptors=torch.from_numpy(features.descriptors).to(self.device),
+            intrinsics=frame.intrinsics,
+            image=image,
+        )
+
+    def map_view(self, c2w: np.ndarray, reference: Optional[PosedFrame] = None) -> MapView:
+        intrinsics = self.render_intrinsics(reference or self._map_frames[0])
+        rendered = self.renderer.render(c2w, intrinsics)
+        frame = PosedFrame("rendered", Path(), c2w, intrinsics)
+        features, points = lift_keypoints(self.extractor(rendered["rgb"]), rendered["depth"], frame)
+        return MapView(
+            c2w=c2w,
+            keypoints=features.keypoints,
+            descriptors=torch.from_numpy(features.descriptors).to(self.device),
+            points3d=points,
+            intrinsics=intrinsics,
+            image=rendered["rgb"],
+        )
+
+    def match(self, query: QueryDescription, view: MapView) -> np.ndarray:
+        return match_descriptors(query.descriptors, view.descriptors, self.config.matching)
+
+    def retrieval_image(self, frame: PosedFrame, source: str) -> np.ndarray:
+        if source == "images":
+            return load_rgb(frame.image_path)
+        return self.renderer.render(frame.c2w, self.render_intrinsics(frame))["rgb"]
+
+    def photometric_refiner(self, config: PhotometricConfig) -> FieldPhotometricRefiner:
+        return FieldPhotometricRefiner(self.renderer, config)
+
+    def map_size_bytes(self) -> int:
+        return self.renderer.size_bytes()

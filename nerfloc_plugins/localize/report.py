@@ -1,0 +1,226 @@
+"""Result files of a localization run (all written atomically).
+
+* ``poses.txt``      hloc format, world-to-camera, dataset metric frame (failed queries omitted)
+* ``metrics.json``   medians, recalls (failures count), per-stage times, map size
+* ``per_query.csv``  one row per query
+* ``report.md``      results table and the plots below
+* ``plots/``         error CDF, top-down trajectory (GT vs estimate), match visualisations
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from nerfloc_plugins.geometry.poses import invert_rigid
+from nerfloc_plugins.localize.io import write_poses
+from nerfloc_plugins.localize.metrics import CAMBRIDGE_THRESHOLDS, QueryError, query_errors, summarize
+from nerfloc_plugins.localize.pipeline import STAGES, QueryResult
+from nerfloc_plugins.utils.atomic import atomic_path, save_png_atomically, write_json_atomically, write_text_atomically
+
+
+def stage_times(results: Sequence[QueryResult]) -> Dict[str, Dict[str, float]]:
+    out = {}
+    for stage in STAGES + ("total",):
+        values = [sum(r.timings.values()) if stage == "total" else r.timings.get(stage, 0.0) for r in results] or [0.0]
+        out[stage] = {"mean_s": float(np.mean(values)), "median_s": float(np.median(values))}
+    return out
+
+
+def build_metrics(
+    results: Sequence[QueryResult],
+    method: str,
+    scene: str,
+    map_size_bytes: int,
+    prior_index_seconds: float,
+    extra: Optional[dict] = None,
+) -> tuple[dict, List[QueryError]]:
+    estimates = {r.frame.name: r.w2c for r in results}
+    gt = {r.frame.name: invert_rigid(r.frame.c2w) for r in results}
+    errors = query_errors(estimates, gt)
+    extra_thresholds = [CAMBRIDGE_THRESHOLDS[scene]] if scene in CAMBRIDGE_THRESHOLDS else []
+    metrics = {"method": method, "scene": scene, **summarize(errors, extra_thresholds)}
+    metrics["timings"] = stage_times(results)
+    metrics["prior_index_build_s"] = prior_index_seconds
+    metrics["map_size_mb"] = map_size_bytes / 2**20
+    metrics["mean_inliers"] = float(np.mean([r.num_inliers for r in results])) if results else 0.0
+    if extra:
+        metrics.update(extra)
+    return metrics, errors
+
+
+def write_per_query_csv(results: Sequence[QueryResult], errors: Sequence[QueryError], path: Path) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(
+        ["name", "translation_cm", "rotation_deg", "num_matches", "num_inliers", "iterations", "retrieved"]
+        + [f"t_{s}_s" for s in STAGES]
+    )
+    for r, e in zip(results, errors):
+        writer.writerow(
+            [
+                r.frame.name,
+                f"{e.translation_cm:.4f}",
+                f"{e.rotation_deg:.4f}",
+                r.num_matches,
+                r.num_inliers,
+                r.iterations,
+                ";".join(r.retrieved),
+            ]
+            + [f"{r.timings.get(s, 0.0):.5f}" for s in STAGES]
+        )
+    write_text_atomically(buf.getvalue(), path)
+
+
+def _save_figure(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+
+
+def plot_error_cdf(errors: Sequence[QueryError], path: Path, label: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, values, unit in (
+        (axes[0], [e.translation_cm for e in errors], "translation error [cm]"),
+        (axes[1], [e.rotation_deg for e in errors], "rotation error [deg]"),
+    ):
+        v = np.sort(np.asarray(values, dtype=float))
+        finite = v[np.isfinite(v)]
+        ax.step(finite, np.arange(1, len(finite) + 1) / max(len(v), 1), where="post", label=label)
+        ax.set_xscale("log")
+        ax.set_xlabel(unit)
+        ax.set_ylabel("fraction of queries")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_trajectory(results: Sequence[QueryResult], map_centres: np.ndarray, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gt = np.array([r.frame.c2w[:3, 3] for r in results])
+    est = np.array([invert_rigid(r.w2c)[:3, 3] if r.w2c is not None else np.full(3, np.nan) for r in results])
+    # top-down view: drop the axis along which the mapping cameras vary least
+    axes_keep = np.argsort(np.std(map_centres, axis=0))[1:] if len(map_centres) > 2 else np.array([0, 1])
+    a, b = sorted(axes_keep)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(map_centres[:, a], map_centres[:, b], s=6, c="lightgray", label="mapping cameras")
+    ax.plot(gt[:, a], gt[:, b], "o-", ms=3, c="tab:green", label="query ground truth")
+    ax.plot(est[:, a], est[:, b], "x", ms=5, c="tab:red", label="estimate")
+    for g, e in zip(gt, est):
+        if np.all(np.isfinite(e)):
+            ax.plot([g[a], e[a]], [g[b], e[b]], c="tab:red", lw=0.6)
+    ax.set_aspect("equal")
+    ax.set_xlabel(f"axis {a} [m]")
+    ax.set_ylabel(f"axis {b} [m]")
+    ax.legend(fontsize=8)
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
+def match_visualisation(result: QueryResult, max_lines: int = 80) -> Optional[np.ndarray]:
+    """Query | map view side by side, inlier matches green, outliers red."""
+    if result.query is None or result.view is None or result.matches is None or result.query.image is None:
+        return None
+    if result.view.image is None:
+        return None
+    import cv2
+
+    q = (np.clip(result.query.image, 0, 1) * 255).astype(np.uint8)
+    v = (np.clip(result.view.image, 0, 1) * 255).astype(np.uint8)
+    scale = q.shape[0] / v.shape[0]
+    v = cv2.resize(v, (int(round(v.shape[1] * scale)), q.shape[0]))
+    up = max(1.0, 360.0 / q.shape[0])  # draw on an upscaled canvas so small images stay legible
+    canvas = np.concatenate([q, v], axis=1)
+    canvas = cv2.resize(canvas, (int(canvas.shape[1] * up), int(canvas.shape[0] * up)), interpolation=cv2.INTER_CUBIC)
+    inliers = result.inliers if result.inliers is not None else np.zeros(len(result.matches), bool)
+    step = max(1, len(result.matches) // max_lines)
+    for k in range(0, len(result.matches), step):
+        i, j = result.matches[k]
+        p = tuple(int(x * up) for x in result.query.keypoints[i])
+        r = result.view.keypoints[j] * scale
+        p2 = (int((r[0] + q.shape[1]) * up), int(r[1] * up))
+        colour = (0, 200, 0) if k < len(inliers) and inliers[k] else (220, 0, 0)
+        cv2.line(canvas, p, p2, colour, 1, cv2.LINE_AA)
+        cv2.circle(canvas, p, 2, colour, -1)
+        cv2.circle(canvas, p2, 2, colour, -1)
+    return canvas
+
+
+def write_report(
+    output_dir: Path,
+    results: Sequence[QueryResult],
+    metrics: dict,
+    errors: Sequence[QueryError],
+    map_centres: np.ndarray,
+    match_plot_every: int = 5,
+    baseline_metrics: Optional[dict] = None,
+) -> None:
+    """Write every result file into ``output_dir``."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    plots = output_dir / "plots"
+    write_poses({r.frame.name: r.w2c for r in results if r.w2c is not None}, output_dir / "poses.txt")
+    write_json_atomically(metrics, output_dir / "metrics.json")
+    write_per_query_csv(results, errors, output_dir / "per_query.csv")
+    plot_error_cdf(errors, plots / "error_cdf.png", metrics["method"])
+    plot_trajectory(results, map_centres, plots / "trajectory.png")
+    match_files = []
+    for idx in range(0, len(results), max(1, match_plot_every)):
+        image = match_visualisation(results[idx])
+        if image is not None:
+            name = "matches_" + results[idx].frame.name.replace("/", "__").rsplit(".", 1)[0] + ".png"
+            save_png_atomically(image, plots / name)
+            match_files.append(name)
+    write_text_atomically(render_markdown(metrics, match_files, baseline_metrics), output_dir / "report.md")
+
+
+def results_table(rows: Sequence[dict]) -> str:
+    """Markdown table: one row per metrics dict."""
+    keys = list(rows[0]["recall"].keys()) if rows else []
+    header = "| method | median cm | median deg | " + " | ".join(f"recall {k}" for k in keys) + " | failed | ms/query |"
+    lines = [header, "|" + " --- |" * (5 + len(keys))]
+    for m in rows:
+        lines.append(
+            f"| {m['method']} | {m['median_translation_cm']:.2f} | {m['median_rotation_deg']:.2f} | "
+            + " | ".join(f"{100 * m['recall'].get(k, 0):.1f}%" for k in keys)
+            + f" | {m['num_failed']}/{m['num_queries']} | {1000 * m['timings']['total']['mean_s']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def render_markdown(metrics: dict, match_files: Sequence[str], baseline_metrics: Optional[dict]) -> str:
+    rows = [metrics] + ([baseline_metrics] if baseline_metrics else [])
+    stages = "\n".join(
+        f"| {s} | {1000 * v['mean_s']:.1f} | {1000 * v['median_s']:.1f} |" for s, v in metrics["timings"].items()
+    )
+    text = [
+        f"# Localization report: {metrics['method']} on {metrics['scene']}",
+        "",
+        results_table(rows),
+        "",
+        f"Map size: {metrics['map_size_mb']:.2f} MB. Prior index built in {metrics['prior_index_build_s']:.1f} s.",
+        "",
+        "| stage | mean ms | median ms |",
+        "| --- | --- | --- |",
+        stages,
+        "",
+        "![error CDF](plots/error_cdf.png)",
+        "",
+        "![trajectory](plots/trajectory.png)",
+        "",
+    ]
+    text += [f"![matches](plots/{name})" for name in match_files]
+    return "\n".join(text) + "\n"

@@ -1,0 +1,93 @@
+"""Image retrieval for pose priors: pairs files, or VLAD built from the map's own images.
+
+VLAD (Jegou et al.) aggregates a picture's local descriptors into residuals to a k-means
+codebook learnt on the map images (intra-normalised, signed square root, L2).  The database
+is either the real mapping images or images **rendered by the trained field** at the
+mapping poses ("NeRF-only" map: no real image needs to be kept).  Everything runs in torch
+on the chosen device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Literal, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+@dataclass
+class RetrievalConfig:
+    source: Literal["images", "nerf"] = "images"
+    """Database: real mapping images, or images rendered by the field at mapping poses."""
+    top_k: int = 1
+    """Retrieved references per query; their matches are merged before PnP."""
+    num_clusters: int = 32
+    """VLAD codebook size."""
+    kmeans_iterations: int = 25
+    max_training_descriptors: int = 100000
+    seed: int = 0
+
+
+def kmeans(x: Tensor, k: int, iterations: int = 25, seed: int = 0) -> Tensor:
+    """Lloyd k-means on the rows of ``x`` with k-means++ seeding; returns ``(k, D)`` centres."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    k = min(k, len(x))
+    first = int(torch.randint(len(x), (1,), generator=gen))
+    centres = x[first : first + 1]
+    closest = torch.cdist(x, centres)[:, 0] ** 2
+    for _ in range(1, k):
+        probs = (closest / closest.sum().clamp(min=1e-12)).cpu()
+        nxt = int(torch.multinomial(probs, 1, generator=gen))
+        centres = torch.cat([centres, x[nxt : nxt + 1]])
+        closest = torch.minimum(closest, torch.cdist(x, x[nxt : nxt + 1])[:, 0] ** 2)
+    for _ in range(iterations):
+        assign = torch.cdist(x, centres).argmin(dim=1)
+        sums = torch.zeros_like(centres).index_add_(0, assign, x)
+        counts = torch.bincount(assign, minlength=k).float()[:, None]
+        centres = torch.where(counts > 0, sums / counts.clamp(min=1), centres)
+    return centres
+
+
+class VladIndex:
+    """VLAD global descriptors and cosine top-k search."""
+
+    def __init__(self, config: RetrievalConfig, device: str | torch.device = "cpu") -> None:
+        self.config = config
+        self.device = torch.device(device)
+        self.codebook: Optional[Tensor] = None
+        self.database: Optional[Tensor] = None
+
+    def fit(self, descriptor_sets: Sequence[np.ndarray]) -> None:
+        """Learn the codebook from the map images' local descriptors, then index them."""
+        all_desc = np.concatenate([d for d in descriptor_sets if len(d)])
+        if len(all_desc) == 0:
+            raise ValueError("no local descriptors in the map images: cannot build a VLAD codebook")
+        rng = np.random.default_rng(self.config.seed)
+        if len(all_desc) > self.config.max_training_descriptors:
+            all_desc = all_desc[rng.choice(len(all_desc), self.config.max_training_descriptors, replace=False)]
+        x = torch.from_numpy(all_desc).float().to(self.device)
+        self.codebook = kmeans(x, self.config.num_clusters, self.config.kmeans_iterations, self.config.seed)
+        self.database = torch.stack([self.encode(d) for d in descriptor_sets])
+
+    def encode(self, descriptors: np.ndarray) -> Tensor:
+        """One VLAD vector ``(K * D,)`` for a set of local descriptors."""
+        assert self.codebook is not None, "fit() first"
+        k, dim = self.codebook.shape
+        if len(descriptors) == 0:
+            return torch.zeros(k * dim, device=self.device)
+        x = torch.from_numpy(np.asarray(descriptors)).float().to(self.device)
+        assign = torch.cdist(x, self.codebook).argmin(dim=1)
+        residuals = torch.zeros(k, dim, device=self.device).index_add_(0, assign, x - self.codebook[assign])
+        residuals = torch.nn.functional.normalize(residuals, dim=1)  # intra-normalisation
+        vlad = residuals.flatten()
+        vlad = torch.sign(vlad) * torch.sqrt(vlad.abs())
+        return torch.nn.functional.normalize(vlad, dim=0)
+
+    def search(self, descriptors: np.ndarray, top_k: int) -> List[Tuple[int, float]]:
+        """``(database index, cosine score)`` of the ``top_k`` most similar map images."""
+        assert self.database is not None, "fit() first"
+        scores = self.database @ self.encode(descriptors)
+        values, indices = torch.topk(scores, min(top_k, len(scores)))
+        return [(int(i), float(v)) for i, v in zip(indices.cpu(), values.cpu())]

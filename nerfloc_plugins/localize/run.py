@@ -1,0 +1,47 @@
+"""Run the shared pipeline for a localizer and write every result file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from rich.console import Console
+
+from nerfloc_plugins.localize.localizer import Localizer
+from nerfloc_plugins.localize.pipeline import PipelineConfig, run_localization
+from nerfloc_plugins.localize.report import build_metrics, results_table, write_report
+
+CONSOLE = Console()
+
+
+def read_metrics(path: Optional[Path]) -> Optional[dict]:
+    """A previous run's ``metrics.json`` (e.g. the baseline's) for side-by-side tables."""
+    if path is None:
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"error: {path}: cannot read metrics JSON ({err})") from err
+
+
+def localize_and_report(
+    localizer: Localizer,
+    config: PipelineConfig,
+    output_dir: Path,
+    split: str = "test",
+    max_queries: Optional[int] = None,
+    baseline_metrics: Optional[Path] = None,
+    extra: Optional[dict] = None,
+) -> dict:
+    baseline = read_metrics(baseline_metrics)
+    results, index_seconds = run_localization(localizer, config, split, max_queries)
+    metrics, errors = build_metrics(
+        results, localizer.name, localizer.scene, localizer.map_size_bytes(), index_seconds, extra
+    )
+    map_centres = np.array([f.c2w[:3, 3] for f in localizer.map_frames()])
+    write_report(output_dir, results, metrics, errors, map_centres, baseline_metrics=baseline)
+    CONSOLE.print(results_table([metrics] + ([baseline] if baseline else [])))
+    CONSOLE.print(f"results written to {output_dir} (poses.txt, metrics.json, per_query.csv, report.md, plots/)")
+    return metrics

@@ -1,0 +1,86 @@
+"""``ns-localize``: localize a dataset's queries in a trained nerfloc map (shared pipeline).
+
+The localizer is chosen from the trained model's type; methods register theirs in
+``LOCALIZERS`` (most specific model config first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, List, Literal, Optional, Tuple, Type
+
+import tyro
+
+from nerfloc_plugins.data.frames import DatasetFormatError
+from nerfloc_plugins.localize.localizer import Localizer
+from nerfloc_plugins.localize.pipeline import PipelineConfig, RefineConfig
+from nerfloc_plugins.localize.pnp import PnPConfig
+from nerfloc_plugins.localize.rendered_features_localizer import RenderedFeaturesConfig, RenderedFeaturesLocalizer
+from nerfloc_plugins.localize.retrieval import RetrievalConfig
+from nerfloc_plugins.localize.run import localize_and_report
+from nerfloc_plugins.models.nerfloc_nerfacto import NerflocNerfactoModelConfig
+
+
+def _rendered_features(cfg: "Localize") -> Localizer:
+    return RenderedFeaturesLocalizer(cfg.load_config, cfg.rendered_features)
+
+
+LOCALIZERS: List[Tuple[Type, Callable[["Localize"], Localizer]]] = [
+    (NerflocNerfactoModelConfig, _rendered_features),
+]
+
+
+def model_config_of(load_config: Path):
+    import yaml
+
+    if not load_config.is_file():
+        raise SystemExit(f"error: {load_config}: config file not found (expected ns-train's config.yml)")
+    return yaml.load(load_config.read_text(), Loader=yaml.Loader).pipeline.model
+
+
+@dataclass
+class Localize:
+    """Localize the queries of a trained map's dataset and write poses, metrics and a report."""
+
+    load_config: Path
+    """``config.yml`` of an ``ns-train`` run of a nerfloc method."""
+    output_dir: Path = Path("outputs/localize")
+    split: Literal["test", "train"] = "test"
+    max_queries: Optional[int] = None
+    pairs: Optional[Path] = None
+    """hloc/PixLoc retrieval pairs (``query db`` lines) instead of built-in retrieval."""
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    pnp: PnPConfig = field(default_factory=PnPConfig)
+    refine: RefineConfig = field(default_factory=lambda: RefineConfig(iterations=2))
+    """Iterative (re-render + match) and photometric refinement."""
+    rendered_features: RenderedFeaturesConfig = field(default_factory=RenderedFeaturesConfig)
+    """Options of the rendered-features localizer (plain nerfloc-nerfacto maps)."""
+    baseline_metrics: Optional[Path] = None
+    """``metrics.json`` of ``ns-localize-baseline`` to show beside this method in report.md."""
+
+    def localizer(self) -> Localizer:
+        model = model_config_of(self.load_config)
+        for config_type, factory in LOCALIZERS:
+            if isinstance(model, config_type):
+                return factory(self)
+        raise SystemExit(f"error: {self.load_config}: no nerfloc localizer for model {type(model).__name__}")
+
+    def main(self) -> dict:
+        pipeline = PipelineConfig(self.retrieval, self.pairs, self.pnp, self.refine)
+        localizer = self.localizer()
+        return localize_and_report(
+            localizer, pipeline, self.output_dir, self.split, self.max_queries, self.baseline_metrics
+        )
+
+
+def entrypoint() -> None:
+    config = tyro.cli(Localize)
+    try:
+        config.main()
+    except (DatasetFormatError, FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
+
+
+if __name__ == "__main__":
+    entrypoint()
