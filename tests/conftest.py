@@ -1,5 +1,7 @@
 """Shared fixtures: tiny datasets written by the tests themselves."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -42,3 +44,24 @@ def sevenscenes_dir(tmp_path: Path) -> Path:
     (root / "TrainSplit.txt").write_text("sequence1\nsequence2\n")
     (root / "TestSplit.txt").write_text("sequence3\n")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """config.yml of a 20-iteration nerfloc-nerfacto-cpu run on a tiny rendered scene."""
+    from nerfloc_plugins.data.synthetic_scene import write_sevenscenes_scene
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    scene = root / "scene"
+    write_sevenscenes_scene(scene, width=48, height=36, frames_per_train_seq=6, frames_test=2, supersample=1)
+    out_dir = root / "out"
+    cmd = [
+        sys.executable, "-m", "nerfstudio.scripts.train", "nerfloc-nerfacto-cpu",
+        "--max-num-iterations", "20", "--steps-per-save", "19", "--output-dir", str(out_dir),
+        "--experiment-name", "tiny", "--timestamp", "t", "--viewer.quit-on-train-completion", "True",
+        "--pipeline.datamanager.train-num-rays-per-batch", "512",
+        "sevenscenes-data", "--data", str(scene),
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out_dir / "tiny" / "nerfloc-nerfacto-cpu" / "t" / "config.yml"

@@ -100,23 +100,9 @@ def test_checkpoint_state_is_weights_only_safe(tmp_path):
 
 
 @pytest.mark.slow
-def test_cpu_training_lowers_loss_and_checkpoint_reloads(tmp_path):
+def test_cpu_training_lowers_loss_and_checkpoint_reloads(tiny_run):
     """20 iterations of nerfloc-nerfacto-cpu on a tiny rendered scene, then reload via eval_setup."""
-    from nerfloc_plugins.data.synthetic_scene import write_sevenscenes_scene
-
-    scene = tmp_path / "scene"
-    write_sevenscenes_scene(scene, width=48, height=36, frames_per_train_seq=6, frames_test=2, supersample=1)
-    out_dir = tmp_path / "out"
-    cmd = [
-        sys.executable, "-m", "nerfstudio.scripts.train", "nerfloc-nerfacto-cpu",
-        "--max-num-iterations", "20", "--steps-per-save", "19", "--output-dir", str(out_dir),
-        "--experiment-name", "tiny", "--timestamp", "t", "--viewer.quit-on-train-completion", "True",
-        "--pipeline.datamanager.train-num-rays-per-batch", "512",
-        "sevenscenes-data", "--data", str(scene),
-    ]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    config_path = out_dir / "tiny" / "nerfloc-nerfacto-cpu" / "t" / "config.yml"
+    config_path = tiny_run
     ckpts = sorted((config_path.parent / "nerfstudio_models").glob("*.ckpt"))
     assert ckpts, "no checkpoint written"
     torch.load(ckpts[-1], map_location="cpu", weights_only=True)  # loads with the safe default

@@ -131,6 +131,24 @@ def check_rigid_c2w(c2w: np.ndarray, path: Path, line: Optional[int] = None, ato
     return out
 
 
+def frame_from_pose_file(name: str, image_path: Path, intrinsics: Intrinsics) -> Optional[PosedFrame]:
+    """Frame of the ``<stem>.color.*`` / ``<stem>.pose.txt`` / ``<stem>.depth.png`` convention
+    (7-Scenes, 12-Scenes): ``None`` when the pose is unknown (non-finite, e.g. ``INF``)."""
+    stem = image_path.name.split(".")[0]
+    pose_path = image_path.with_name(f"{stem}.pose.txt")
+    c2w = read_matrix_file(pose_path)
+    if c2w is None:
+        return None
+    depth_path = image_path.with_name(f"{stem}.depth.png")
+    return PosedFrame(
+        name=name,
+        image_path=image_path,
+        c2w=check_rigid_c2w(c2w, pose_path),
+        intrinsics=intrinsics,
+        depth_path=depth_path if depth_path.exists() else None,
+    )
+
+
 def select_every(frames: Sequence[PosedFrame], stride: int, limit: Optional[int] = None) -> list[PosedFrame]:
     """Every ``stride``-th frame (few-shot subsets), optionally capped at ``limit`` frames."""
     if stride < 1:

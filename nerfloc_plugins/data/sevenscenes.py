@@ -23,9 +23,8 @@ from typing import Type
 from nerfloc_plugins.data.frames import (
     Intrinsics,
     PosedFrame,
-    check_rigid_c2w,
     format_error,
-    read_matrix_file,
+    frame_from_pose_file,
     with_actual_image_size,
 )
 from nerfloc_plugins.data.posed_frames_dataparser import (
@@ -92,21 +91,9 @@ class SevenScenesDataParser(PosedFramesDataParser):
             if not seq_dir.is_dir():
                 raise format_error(split_file, f"sequence folder {seq_dir} does not exist")
             for image_path in sorted(seq_dir.glob("frame-*.color.png")):
-                stem = image_path.name[: -len(".color.png")]
-                pose_path = seq_dir / f"{stem}.pose.txt"
-                c2w = read_matrix_file(pose_path)
-                if c2w is None:
-                    continue
-                depth_path = seq_dir / f"{stem}.depth.png"
-                frames.append(
-                    PosedFrame(
-                        name=f"{folder}/{image_path.name}",
-                        image_path=image_path,
-                        c2w=check_rigid_c2w(c2w, pose_path),
-                        intrinsics=intrinsics,
-                        depth_path=depth_path if depth_path.exists() else None,
-                    )
-                )
+                frame = frame_from_pose_file(f"{folder}/{image_path.name}", image_path, intrinsics)
+                if frame is not None:
+                    frames.append(frame)
             if not any(f.name.startswith(folder + "/") for f in frames):
                 raise format_error(seq_dir, "no frame-*.color.png images with valid poses")
         return with_actual_image_size(frames)

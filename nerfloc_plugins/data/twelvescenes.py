@@ -24,9 +24,8 @@ import numpy as np
 from nerfloc_plugins.data.frames import (
     Intrinsics,
     PosedFrame,
-    check_rigid_c2w,
     format_error,
-    read_matrix_file,
+    frame_from_pose_file,
     with_actual_image_size,
 )
 from nerfloc_plugins.data.posed_frames_dataparser import (
@@ -116,19 +115,7 @@ class TwelveScenesDataParser(PosedFramesDataParser):
             index = int(_FRAME_INDEX.search(image_path.name).group(1))
             if (first <= index <= last) != (split == "test"):
                 continue
-            stem = image_path.name.split(".")[0]
-            pose_path = data_dir / f"{stem}.pose.txt"
-            c2w = read_matrix_file(pose_path)
-            if c2w is None:
-                continue
-            depth_path = data_dir / f"{stem}.depth.png"
-            frames.append(
-                PosedFrame(
-                    name=f"data/{image_path.name}",
-                    image_path=image_path,
-                    c2w=check_rigid_c2w(c2w, pose_path),
-                    intrinsics=intrinsics,
-                    depth_path=depth_path if depth_path.exists() else None,
-                )
-            )
+            frame = frame_from_pose_file(f"data/{image_path.name}", image_path, intrinsics)
+            if frame is not None:
+                frames.append(frame)
         return with_actual_image_size(frames)

@@ -50,6 +50,30 @@ def lift_keypoints(features: LocalFeatures, depth: np.ndarray, frame: PosedFrame
     return features.subset(valid), points
 
 
+def describe_image(extractor, image: np.ndarray, intrinsics, device) -> QueryDescription:
+    """Local features of a query image (its pose is not used)."""
+    features = extractor(image)
+    return QueryDescription(
+        keypoints=features.keypoints,
+        descriptors=torch.from_numpy(features.descriptors).to(device),
+        intrinsics=intrinsics,
+        image=image,
+    )
+
+
+def lifted_view(extractor, image: np.ndarray, depth: np.ndarray, frame: PosedFrame, device) -> MapView:
+    """Map view from an image and its z-depth (metres) at ``frame``'s pose and intrinsics."""
+    features, points = lift_keypoints(extractor(image), depth, frame)
+    return MapView(
+        c2w=frame.c2w,
+        keypoints=features.keypoints,
+        descriptors=torch.from_numpy(features.descriptors).to(device),
+        points3d=points,
+        intrinsics=frame.intrinsics,
+        image=image,
+    )
+
+
 def match_descriptors(query: torch.Tensor, view: torch.Tensor, config: FeatureMatchConfig) -> np.ndarray:
     if len(query) == 0 or len(view) == 0:
         return np.zeros((0, 2), dtype=int)
@@ -97,25 +121,10 @@ class ClassicalLocalizer(Localizer):
             self.parser.depth_invalid_values,
             (frame.intrinsics.width, frame.intrinsics.height),
         )
-        features, points = lift_keypoints(self.extractor(image), depth, frame)
-        return MapView(
-            c2w=frame.c2w,
-            keypoints=features.keypoints,
-            descriptors=torch.from_numpy(features.descriptors).to(self.device),
-            points3d=points,
-            intrinsics=frame.intrinsics,
-            image=image,
-        )
+        return lifted_view(self.extractor, image, depth, frame, self.device)
 
     def describe_query(self, frame: PosedFrame) -> QueryDescription:
-        image = load_rgb(frame.image_path)
-        features = self.extractor(image)
-        return QueryDescription(
-            keypoints=features.keypoints,
-            descriptors=torch.from_numpy(features.descriptors).to(self.device),
-            intrinsics=frame.intrinsics,
-            image=image,
-        )
+        return describe_image(self.extractor, load_rgb(frame.image_path), frame.intrinsics, self.device)
 
     def map_view(self, c2w: np.ndarray, reference: Optional[PosedFrame] = None) -> MapView:
         if reference is None:

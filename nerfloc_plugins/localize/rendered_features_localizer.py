@@ -15,10 +15,15 @@ from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
-import torch
 
 from nerfloc_plugins.data.frames import PosedFrame
-from nerfloc_plugins.localize.baseline import FeatureMatchConfig, lift_keypoints, load_rgb, match_descriptors
+from nerfloc_plugins.localize.baseline import (
+    FeatureMatchConfig,
+    describe_image,
+    lifted_view,
+    load_rgb,
+    match_descriptors,
+)
 from nerfloc_plugins.localize.features import SiftConfig, SiftExtractor
 from nerfloc_plugins.localize.field_renderer import FieldRenderer
 from nerfloc_plugins.localize.localizer import Localizer, MapView, QueryDescription
@@ -74,28 +79,13 @@ class RenderedFeaturesLocalizer(Localizer):
         return intr.scaled_to(width, max(1, round(intr.height * width / intr.width)))
 
     def describe_query(self, frame: PosedFrame) -> QueryDescription:
-        image = load_rgb(frame.image_path)
-        features = self.extractor(image)
-        return QueryDescription(
-            keypoints=features.keypoints,
-            descriptors=torch.from_numpy(features.descriptors).to(self.device),
-            intrinsics=frame.intrinsics,
-            image=image,
-        )
+        return describe_image(self.extractor, load_rgb(frame.image_path), frame.intrinsics, self.device)
 
     def map_view(self, c2w: np.ndarray, reference: Optional[PosedFrame] = None) -> MapView:
         intrinsics = self.render_intrinsics(reference or self._map_frames[0])
         rendered = self.renderer.render(c2w, intrinsics)
         frame = PosedFrame("rendered", Path(), c2w, intrinsics)
-        features, points = lift_keypoints(self.extractor(rendered["rgb"]), rendered["depth"], frame)
-        return MapView(
-            c2w=c2w,
-            keypoints=features.keypoints,
-            descriptors=torch.from_numpy(features.descriptors).to(self.device),
-            points3d=points,
-            intrinsics=intrinsics,
-            image=rendered["rgb"],
-        )
+        return lifted_view(self.extractor, rendered["rgb"], rendered["depth"], frame, self.device)
 
     def match(self, query: QueryDescription, view: MapView) -> np.ndarray:
         return match_descriptors(query.descriptors, view.descriptors, self.config.matching)

@@ -42,6 +42,6 @@ def localize_and_report(
     )
     map_centres = np.array([f.c2w[:3, 3] for f in localizer.map_frames()])
     write_report(output_dir, results, metrics, errors, map_centres, baseline_metrics=baseline)
-    CONSOLE.print(results_table([metrics] + ([baseline] if baseline else [])))
+    print(results_table([metrics] + ([baseline] if baseline else [])))
     CONSOLE.print(f"results written to {output_dir} (poses.txt, metrics.json, per_query.csv, report.md, plots/)")
     return metrics
