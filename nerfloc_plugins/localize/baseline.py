@@ -105,7 +105,8 @@ class ClassicalLocalizer(Localizer):
             raise ValueError(
                 f"{parser.config.data}: the classical baseline lifts keypoints with depth maps; {missing[0]} has none"
             )
-        self._views: Dict[str, MapView] = {}
+        # the map: features of every mapping image lifted to 3D (built once, up front)
+        self._views: Dict[str, MapView] = {f.name: self._build_view(f) for f in self._map_frames}
 
     def map_frames(self) -> List[PosedFrame]:
         return self._map_frames
@@ -127,10 +128,8 @@ class ClassicalLocalizer(Localizer):
         return describe_image(self.extractor, load_rgb(frame.image_path), frame.intrinsics, self.device)
 
     def map_view(self, c2w: np.ndarray, reference: Optional[PosedFrame] = None) -> MapView:
-        if reference is None:
+        if reference is None or reference.name not in self._views:
             raise ValueError("the classical baseline has features only at its mapping images")
-        if reference.name not in self._views:
-            self._views[reference.name] = self._build_view(reference)
         return self._views[reference.name]
 
     def match(self, query: QueryDescription, view: MapView) -> np.ndarray:
@@ -143,5 +142,5 @@ class ClassicalLocalizer(Localizer):
 
     def map_size_bytes(self) -> int:
         """Keypoints, descriptors (float32) and 3D points of every mapping image."""
-        views = [self.map_view(f.c2w, f) for f in self._map_frames]
+        views = self._views.values()
         return int(sum(v.keypoints.size * 4 + v.descriptors.numel() * 4 + v.points3d.size * 4 for v in views))
