@@ -10,9 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Literal, Optional, Tuple, Type
 
-import tyro
-
-from nerfloc_plugins.data.frames import DatasetFormatError
 from nerfloc_plugins.localize.localizer import Localizer
 from nerfloc_plugins.localize.pipeline import PipelineConfig, RefineConfig
 from nerfloc_plugins.localize.pnp import PnPConfig
@@ -20,6 +17,7 @@ from nerfloc_plugins.localize.rendered_features_localizer import RenderedFeature
 from nerfloc_plugins.localize.retrieval import RetrievalConfig
 from nerfloc_plugins.localize.run import localize_and_report
 from nerfloc_plugins.models.nerfloc_nerfacto import NerflocNerfactoModelConfig
+from nerfloc_plugins.scripts.cli import run_cli
 
 
 def _rendered_features(cfg: "Localize") -> Localizer:
@@ -75,11 +73,7 @@ class Localize:
 
 
 def entrypoint() -> None:
-    config = tyro.cli(Localize)
-    try:
-        config.main()
-    except (DatasetFormatError, FileNotFoundError, ValueError) as err:
-        raise SystemExit(f"error: {err}") from None
+    run_cli(Localize)
 
 
 if __name__ == "__main__":

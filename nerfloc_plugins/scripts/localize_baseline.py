@@ -6,16 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
-import tyro
-
 from nerfloc_plugins.data import dataparser_specs
-from nerfloc_plugins.data.frames import DatasetFormatError
 from nerfloc_plugins.localize.baseline import ClassicalLocalizer, FeatureMatchConfig
 from nerfloc_plugins.localize.features import LearnedFeaturesConfig, SiftConfig
 from nerfloc_plugins.localize.pipeline import PipelineConfig
 from nerfloc_plugins.localize.pnp import PnPConfig
 from nerfloc_plugins.localize.retrieval import RetrievalConfig
 from nerfloc_plugins.localize.run import localize_and_report
+from nerfloc_plugins.scripts.cli import run_cli
 
 DATAPARSERS = {
     "sevenscenes-data": dataparser_specs.sevenscenes_data,
@@ -55,11 +53,7 @@ class LocalizeBaseline:
 
 
 def entrypoint() -> None:
-    config = tyro.cli(LocalizeBaseline)
-    try:
-        config.main()
-    except (DatasetFormatError, ValueError, ImportError) as err:
-        raise SystemExit(f"error: {err}") from None
+    run_cli(LocalizeBaseline)
 
 
 if __name__ == "__main__":
