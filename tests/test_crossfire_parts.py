@@ -1,0 +1,101 @@
+"""CrossFire building blocks: losses on hand-computed tensors, CNN shape, view-independent descriptors."""
+
+import math
+
+import pytest
+import torch
+from nerfstudio.cameras.rays import Frustums, RaySamples
+
+from nerfloc_plugins.encoders.crossfire_cnn import CrossFireCNN
+from nerfloc_plugins.fields.crossfire_field import CrossFireField
+from nerfloc_plugins.models import crossfire_losses as L
+
+
+def test_positive_loss_hand_values():
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    b = torch.tensor([[2.0, 0.0], [1.0, 0.0], [-1.0, -1.0]])  # cos = 1, 0, -1
+    assert float(L.positive_loss(a, b)) == pytest.approx((0 + 1 + 2) / 3)
+
+
+def test_distance_margin_shape():
+    origin = torch.zeros(4, 3)
+    pts = torch.tensor([[0.0, 0, 0], [0.25, 0, 0], [0.5, 0, 0], [2.0, 0, 0]])
+    t = L.distance_margin(pts, origin, lam=2.0)
+    assert torch.allclose(t, torch.tensor([1.0, 0.5, 0.0, 0.0]))
+
+
+def test_negative_loss_zero_for_far_dissimilar_and_for_near_pairs():
+    xyz = torch.tensor([[0.0, 0, 0], [10.0, 0, 0]])
+    swap = torch.tensor([[1, 0]])
+    orth_img = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    orth_ren = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    # far apart (t = 0) and orthogonal (cos = 0): nothing to push
+    assert float(L.negative_loss(orth_img, orth_ren, xyz, lam=1.0, permutations=swap)) == 0.0
+    # far apart but identical descriptors: loss = cos = 1 per pair
+    same = torch.ones(2, 2)
+    assert float(L.negative_loss(same, same, xyz, lam=1.0, permutations=swap)) == pytest.approx(1.0)
+    # the same pair at distance 0.3 with lam = 1: margin 0.7 -> loss 0.3
+    near = torch.tensor([[0.0, 0, 0], [0.3, 0, 0]])
+    assert float(L.negative_loss(same, same, near, lam=1.0, permutations=swap)) == pytest.approx(0.3)
+
+
+def test_negative_loss_has_no_gradient_into_geometry():
+    xyz = torch.tensor([[0.0, 0, 0], [0.3, 0, 0]], requires_grad=True)
+    desc = torch.ones(2, 2, requires_grad=True)
+    L.negative_loss(desc, desc, xyz, lam=1.0, permutations=torch.tensor([[1, 0]])).backward()
+    assert xyz.grad is None and desc.grad is not None
+
+
+def test_dssim_and_depth_tv():
+    img = torch.rand(16, 16, 3, generator=torch.Generator().manual_seed(0))
+    assert float(L.dssim(img, img)) == pytest.approx(0.0, abs=1e-6)
+    assert float(L.dssim(img, 1 - img)) > 0.3
+    flat = torch.full((20, 20), 2.0)
+    assert float(L.depth_tv_patches(flat)) == 0.0
+    ramp = torch.arange(20.0)[None].repeat(20, 1)  # +1 per column
+    assert float(L.depth_tv_patches(ramp, generator=torch.Generator().manual_seed(0))) == pytest.approx(1.0)
+
+
+def test_cnn_has_eight_conv_layers_and_stride_four():
+    cnn = CrossFireCNN(descriptor_dim=32)
+    assert cnn.num_conv_layers == 8
+    assert cnn(torch.rand(2, 3, 120, 160)).shape == (2, 32, 30, 40)
+    assert cnn(torch.rand(1, 3, 50, 66)).shape == (1, 32, 12, 16)
+    centres = CrossFireCNN.feature_pixel_centres(120, 160)
+    assert (
+        centres.shape == (30, 40, 2) and centres[0, 0].tolist() == [2.0, 2.0] and centres[1, 2].tolist() == [10.0, 6.0]
+    )
+
+
+def test_descriptor_head_ignores_view_direction():
+    torch.manual_seed(0)
+    field = CrossFireField(
+        torch.tensor([[-1.0, -1, -1], [1, 1, 1]]), num_images=2, implementation="torch",
+        log2_hashmap_size=12, num_levels=4, max_res=64, descriptor_dim=16,
+    )  # fmt: skip
+    n = 5
+    origins = torch.zeros(n, 1, 3)
+    starts, ends = torch.full((n, 1, 1), 0.4), torch.full((n, 1, 1), 0.6)
+    dirs_a = torch.nn.functional.normalize(torch.randn(n, 1, 3), dim=-1)
+    # same sample positions reached from other origins along other directions
+    positions = origins + dirs_a * 0.5
+    dirs_b = torch.nn.functional.normalize(torch.randn(n, 1, 3), dim=-1)
+    origins_b = positions - dirs_b * 0.5
+
+    def samples(o, d, cam):
+        frustums = Frustums(origins=o, directions=d, starts=starts, ends=ends, pixel_area=torch.ones(n, 1, 1))
+        return RaySamples(frustums=frustums, camera_indices=torch.full((n, 1, 1), cam))
+
+    with torch.no_grad():
+        _, _, fa = field.density_and_features(samples(origins, dirs_a, 0), ("hash", "geo"))
+        _, _, fb = field.density_and_features(samples(origins_b, dirs_b, 1), ("hash", "geo"))
+        da, db = field.descriptors(fa), field.descriptors(fb)
+        out_a = field.get_outputs(samples(origins, dirs_a, 0), density_embedding=fa["geo"])
+        out_b = field.get_outputs(samples(origins_b, dirs_b, 1), density_embedding=fb["geo"])
+    assert da.shape == (n, 1, 16)
+    assert torch.allclose(da, db, atol=1e-5)
+    # while the colour does depend on direction/appearance
+    rgb_a = next(v for k, v in out_a.items() if k.value == "rgb")
+    rgb_b = next(v for k, v in out_b.items() if k.value == "rgb")
+    assert not torch.allclose(rgb_a, rgb_b, atol=1e-4)
+    assert math.isfinite(float(da.sum()))
