@@ -99,3 +99,48 @@ def test_descriptor_head_ignores_view_direction():
     rgb_b = next(v for k, v in out_b.items() if k.value == "rgb")
     assert not torch.allclose(rgb_a, rgb_b, atol=1e-4)
     assert math.isfinite(float(da.sum()))
+
+
+def eval_losses(pipeline, idx: int = 0) -> dict:
+    """CrossFire's image losses on training image ``idx`` (no proposal terms, no grad)."""
+    dm = pipeline.datamanager
+    batch = dm.cached_train[idx]  # loads the cache (and the cameras) on first use
+    camera = dm.train_cameras[idx : idx + 1].to(pipeline.device)
+    camera.metadata = {"cam_idx": idx}
+    pipeline.model.eval()
+    with torch.no_grad():
+        out = pipeline.model(camera)
+        loss = pipeline.model.get_loss_dict(out, batch, pipeline.model.get_metrics_dict(out, batch))
+    pipeline.model.train()
+    return {k: float(v) for k, v in loss.items()}
+
+
+@pytest.mark.slow
+def test_few_training_steps_lower_crossfire_losses(tmp_path):
+    import copy
+
+    from nerfloc_plugins.method_configs.crossfire_config import crossfire_cpu
+    from nerfstudio.engine.optimizers import Optimizers
+
+    from nerfloc_plugins.data.synthetic_scene import write_sevenscenes_scene
+
+    scene = tmp_path / "scene"
+    write_sevenscenes_scene(scene, width=64, height=48, frames_per_train_seq=4, frames_test=1, supersample=1)
+    config = copy.deepcopy(crossfire_cpu.config)
+    config.pipeline.datamanager.dataparser.data = scene
+    torch.manual_seed(0)
+    pipeline = config.pipeline.setup(device="cpu", test_mode="val")
+    optimizers = Optimizers(config.optimizers, pipeline.get_param_groups())
+    before = eval_losses(pipeline)
+    for step in range(60):
+        _, loss_dict, _ = pipeline.get_train_loss_dict(step)
+        optimizers.zero_grad_all()
+        sum(loss_dict.values()).backward()
+        optimizers.optimizer_step_all()
+    after = eval_losses(pipeline)
+    assert after["rgb_loss"] < 0.7 * before["rgb_loss"], (before, after)
+    desc_before = before["descriptor_pos_loss"] + before["descriptor_neg_loss"]
+    desc_after = after["descriptor_pos_loss"] + after["descriptor_neg_loss"]
+    assert desc_after < 0.8 * desc_before, (before, after)
+    # the viewer's PCA colouring was fitted and maps descriptors into [0, 1]
+    assert bool(pipeline.model.pca_fitted)

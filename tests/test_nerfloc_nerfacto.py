@@ -128,7 +128,8 @@ def test_ns_train_help_lists_methods_and_dataparsers():
     out = subprocess.run(
         [sys.executable, "-m", "nerfstudio.scripts.train", "--help"], capture_output=True, text=True, timeout=300
     ).stdout
-    assert "nerfloc-nerfacto" in out and "nerfloc-nerfacto-cpu" in out
+    for method in ("nerfloc-nerfacto", "nerfloc-nerfacto-cpu", "crossfire", "crossfire-cpu"):
+        assert method in out, method
     out = subprocess.run(
         [sys.executable, "-m", "nerfstudio.scripts.train", "nerfloc-nerfacto", "--help"],
         capture_output=True,

@@ -155,7 +155,11 @@ class PosedFramesDataParser(DataParser):
         )
         aabb_scale = self.config.scene_scale
         scene_box = SceneBox(aabb=torch.tensor([[-aabb_scale] * 3, [aabb_scale] * 3], dtype=torch.float32))
-        metadata: dict = {"frame_names": [f.name for f in frames], "dataset_root": self.config.data}
+        metadata: dict = {
+            "frame_names": [f.name for f in frames],
+            "dataset_root": self.config.data,
+            "dataparser_scale": transform.scale,
+        }
         if self.config.load_depth and all(f.depth_path is not None for f in frames):
             metadata.update(
                 depth_filenames=[f.depth_path for f in frames],

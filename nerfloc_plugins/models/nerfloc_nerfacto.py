@@ -90,7 +90,7 @@ class NerflocNerfactoModel(NerfactoModel):
         Model.populate_modules(self)
         cfg = self.config
         scene_contraction = None if cfg.disable_scene_contraction else SceneContraction(order=float("inf"))
-        self.field = NerflocNerfactoField(
+        self.field = self.build_field(
             self.scene_box.aabb,
             hidden_dim=cfg.hidden_dim,
             num_levels=cfg.num_levels,
@@ -175,14 +175,23 @@ class NerflocNerfactoModel(NerfactoModel):
                 "and nerfloc never downloads them."
             )
 
+    def build_field(self, aabb, **kwargs) -> NerflocNerfactoField:
+        """The field; subclasses return a subclass of :class:`NerflocNerfactoField`."""
+        return NerflocNerfactoField(aabb, **kwargs)
+
+    def sample_feature_layers(self) -> Tuple[str, ...]:
+        """Field layers evaluated per sample (rendered ones plus what subclasses' heads need)."""
+        return tuple(self.config.feature_outputs)
+
     def render_extra_outputs(
         self, ray_samples: RaySamples, field_outputs: Dict, features: Dict[str, Tensor], weights: Tensor
     ) -> Dict[str, Tensor]:
         """Outputs rendered from the final samples; subclasses extend this hook."""
         outputs = {
-            feature_output_name(name): self.renderer_feature(feat, weights=weights) for name, feat in features.items()
+            feature_output_name(name): self.renderer_feature(features[name], weights=weights)
+            for name in self.config.feature_outputs
         }
-        if features:
+        if self.config.feature_outputs:
             outputs["point"] = torch.sum(weights * ray_samples.frustums.get_positions(), dim=-2)
         return outputs
 
@@ -190,7 +199,7 @@ class NerflocNerfactoModel(NerfactoModel):
         if self.training:
             self.camera_optimizer.apply_to_raybundle(ray_bundle)
         ray_samples, weights_list, ray_samples_list = self.proposal_sampler(ray_bundle, density_fns=self.density_fns)
-        field_outputs, features = self.field.forward_with_features(ray_samples, self.config.feature_outputs)
+        field_outputs, features = self.field.forward_with_features(ray_samples, self.sample_feature_layers())
         if self.config.use_gradient_scaling:
             field_outputs = scale_gradients_by_distance_squared(field_outputs, ray_samples)
         weights = ray_samples.get_weights(field_outputs[FieldHeadNames.DENSITY])
@@ -217,23 +226,26 @@ class NerflocNerfactoModel(NerfactoModel):
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
         loss_dict = super().get_loss_dict(outputs, batch, metrics_dict)
         if self.training and self.config.depth_loss_mult > 0 and "depth_image" in batch:
-            termination_depth = batch["depth_image"].to(self.device)
-            valid = termination_depth[..., 0] > 0
-            depth_loss = torch.zeros((), device=self.device)
-            if valid.any():
-                # only the final sampling round is supervised (its samples carry the weights)
-                depth_loss = losses.depth_loss(
-                    weights=outputs["weights_list"][-1][valid],
-                    ray_samples=outputs["ray_samples_list"][-1][valid],
-                    termination_depth=termination_depth[valid],
-                    predicted_depth=outputs["expected_depth"][valid],
-                    sigma=torch.tensor(self.config.depth_sigma, device=self.device),
-                    directions_norm=outputs["directions_norm"][valid],
-                    is_euclidean=False,
-                    depth_loss_type=self.config.depth_loss_type,
-                )
-            loss_dict["depth_loss"] = self.config.depth_loss_mult * depth_loss
+            loss_dict["depth_loss"] = self.depth_supervision_loss(outputs, batch["depth_image"].to(self.device))
         return loss_dict
+
+    def depth_supervision_loss(self, outputs: Dict, termination_depth: Tensor) -> Tensor:
+        """Weighted Nerfstudio depth loss for rays with a z-depth reading ``(N, 1)`` (0 = none)."""
+        valid = termination_depth[..., 0] > 0
+        if not valid.any():
+            return torch.zeros((), device=self.device)
+        # only the final sampling round is supervised (its samples carry the weights)
+        depth_loss = losses.depth_loss(
+            weights=outputs["weights_list"][-1][valid],
+            ray_samples=outputs["ray_samples_list"][-1][valid],
+            termination_depth=termination_depth[valid],
+            predicted_depth=outputs["expected_depth"][valid],
+            sigma=torch.tensor(self.config.depth_sigma, device=self.device),
+            directions_norm=outputs["directions_norm"][valid],
+            is_euclidean=False,
+            depth_loss_type=self.config.depth_loss_type,
+        )
+        return self.config.depth_loss_mult * depth_loss
 
     def get_image_metrics_and_images(self, outputs, batch):
         metrics, images = super().get_image_metrics_and_images(outputs, batch)

@@ -10,12 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Literal, Optional, Tuple, Type
 
+from nerfloc_plugins.localize.crossfire_localizer import CrossFireLocalizer, CrossFireLocalizerConfig
 from nerfloc_plugins.localize.localizer import Localizer
 from nerfloc_plugins.localize.pipeline import PipelineConfig, RefineConfig
 from nerfloc_plugins.localize.pnp import PnPConfig
 from nerfloc_plugins.localize.rendered_features_localizer import RenderedFeaturesConfig, RenderedFeaturesLocalizer
 from nerfloc_plugins.localize.retrieval import RetrievalConfig
 from nerfloc_plugins.localize.run import localize_and_report
+from nerfloc_plugins.models.crossfire import CrossFireModelConfig
 from nerfloc_plugins.models.nerfloc_nerfacto import NerflocNerfactoModelConfig
 from nerfloc_plugins.scripts.cli import run_cli
 
@@ -24,7 +26,13 @@ def _rendered_features(cfg: "Localize") -> Localizer:
     return RenderedFeaturesLocalizer(cfg.load_config, cfg.rendered_features)
 
 
+def _crossfire(cfg: "Localize") -> Localizer:
+    return CrossFireLocalizer(cfg.load_config, cfg.crossfire)
+
+
+# most specific model config first
 LOCALIZERS: List[Tuple[Type, Callable[["Localize"], Localizer]]] = [
+    (CrossFireModelConfig, _crossfire),
     (NerflocNerfactoModelConfig, _rendered_features),
 ]
 
@@ -54,6 +62,8 @@ class Localize:
     """Iterative (re-render + match) and photometric refinement."""
     rendered_features: RenderedFeaturesConfig = field(default_factory=RenderedFeaturesConfig)
     """Options of the rendered-features localizer (plain nerfloc-nerfacto maps)."""
+    crossfire: CrossFireLocalizerConfig = field(default_factory=CrossFireLocalizerConfig)
+    """Options of the CrossFire localizer (crossfire maps)."""
     baseline_metrics: Optional[Path] = None
     """``metrics.json`` of ``ns-localize-baseline`` to show beside this method in report.md."""
 

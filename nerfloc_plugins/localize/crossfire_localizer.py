@@ -1,0 +1,103 @@
+"""CrossFire localizer (Sec. 3.3): dense CNN descriptors vs descriptors rendered at the prior.
+
+1. prior: retrieval (shared pipeline); 2. query descriptors: the CNN's ``H/4 x W/4`` map, one
+keypoint per cell at its centre (``4 i + 2``); 3. map: descriptors and depth rendered at the
+prior at ``1 / stride`` of the query resolution (paper: 161x120 for 7-Scenes), back-projected
+to 3D with the rendered z-depth; 4. mutual nearest neighbours with cosine threshold ``theta``;
+5. PnP + RANSAC; iterations re-render at the estimate (shared pipeline, default 3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import torch
+
+from nerfloc_plugins.data.frames import Intrinsics, PosedFrame
+from nerfloc_plugins.geometry.projection import backproject, pixel_grid
+from nerfloc_plugins.localize.baseline import load_rgb
+from nerfloc_plugins.localize.field_renderer import FieldRenderer
+from nerfloc_plugins.localize.localizer import Localizer, MapView, QueryDescription
+from nerfloc_plugins.localize.matching import cosine_similarity, mutual_nearest_neighbors
+from nerfloc_plugins.localize.refine import PhotometricConfig
+from nerfloc_plugins.localize.rendered_features_localizer import FieldPhotometricRefiner
+
+
+@dataclass
+class CrossFireLocalizerConfig:
+    min_similarity: float = 0.8
+    """theta: cosine threshold of the mutual matches (the paper does not give its value)."""
+
+
+class CrossFireLocalizer(Localizer):
+    name = "crossfire"
+    renders_at_any_pose = True
+
+    def __init__(self, load_config: Path, config: Optional[CrossFireLocalizerConfig] = None) -> None:
+        self.renderer = FieldRenderer(load_config)
+        self.model = self.renderer.model
+        self.config = config or CrossFireLocalizerConfig()
+        self.device = self.renderer.device
+        self.stride = self.model.config.stride
+        self._map_frames = self.renderer.frames("train")
+        self.scene = self.renderer.parser.config.data.name
+
+    def map_frames(self) -> List[PosedFrame]:
+        return self._map_frames
+
+    def query_frames(self, split: str) -> List[PosedFrame]:
+        return self.renderer.frames(split)
+
+    def map_intrinsics(self, intrinsics: Intrinsics) -> Intrinsics:
+        """The rendering camera: the query camera at ``1 / stride`` resolution."""
+        return intrinsics.scaled_to(intrinsics.width // self.stride, intrinsics.height // self.stride)
+
+    def describe_query(self, frame: PosedFrame) -> QueryDescription:
+        image = load_rgb(frame.image_path)
+        desc = self.model.query_descriptors(torch.from_numpy(image))
+        h, w = desc.shape[:2]
+        centres = (pixel_grid(w, h) - 0.5) * self.stride + self.stride / 2  # cell centres in image pixels
+        return QueryDescription(
+            keypoints=centres.reshape(-1, 2),
+            descriptors=torch.nn.functional.normalize(desc.reshape(h * w, -1), dim=-1),
+            intrinsics=frame.intrinsics,
+            image=image,
+        )
+
+    def map_view(self, c2w: np.ndarray, reference: Optional[PosedFrame] = None) -> MapView:
+        intr = self.map_intrinsics((reference or self._map_frames[0]).intrinsics)
+        out = self.renderer.render(c2w, intr, outputs=("descriptors", "accumulation"))
+        depth = out["depth"]
+        uv = pixel_grid(intr.width, intr.height)
+        valid = (depth > 0) & (out["accumulation"][..., 0] > 0.5)
+        points = backproject(uv[valid], depth[valid], intr.matrix(), c2w)
+        desc = torch.from_numpy(out["descriptors"][valid]).to(self.device)
+        return MapView(
+            c2w=c2w,
+            keypoints=uv[valid],
+            descriptors=torch.nn.functional.normalize(desc, dim=-1),
+            points3d=points,
+            intrinsics=intr,
+            image=out["rgb"],
+        )
+
+    def match(self, query: QueryDescription, view: MapView) -> np.ndarray:
+        if len(query.descriptors) == 0 or len(view.descriptors) == 0:
+            return np.zeros((0, 2), dtype=int)
+        sim = cosine_similarity(query.descriptors, view.descriptors)
+        matches, _ = mutual_nearest_neighbors(sim, self.config.min_similarity)
+        return matches.cpu().numpy()
+
+    def retrieval_image(self, frame: PosedFrame, source: str) -> np.ndarray:
+        if source == "images":
+            return load_rgb(frame.image_path)
+        return self.renderer.render(frame.c2w, frame.intrinsics)["rgb"]
+
+    def photometric_refiner(self, config: PhotometricConfig) -> FieldPhotometricRefiner:
+        return FieldPhotometricRefiner(self.renderer, config)
+
+    def map_size_bytes(self) -> int:
+        return self.renderer.size_bytes()
