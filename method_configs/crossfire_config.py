@@ -8,6 +8,7 @@ few iterations so it trains in minutes; it also uses depth supervision when the 
 
 from __future__ import annotations
 
+from nerfloc_plugins.method_configs.nerfloc_nerfacto_config import CPU_MODEL_SETTINGS
 from nerfstudio.cameras.camera_optimizers import CameraOptimizerConfig
 from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
 from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanager, FullImageDatamanagerConfig
@@ -78,25 +79,10 @@ crossfire_cpu = MethodSpecification(
         pipeline=VanillaPipelineConfig(
             datamanager=full_image_datamanager(),
             model=CrossFireModelConfig(
-                eval_num_rays_per_chunk=1 << 13,
-                average_init_density=0.01,
                 camera_optimizer=CameraOptimizerConfig(mode="off"),
-                implementation="torch",
-                log2_hashmap_size=16,
-                max_res=512,
-                num_nerf_samples_per_ray=32,
-                num_proposal_samples_per_ray=(64, 32),
-                proposal_net_args_list=[
-                    {"hidden_dim": 16, "log2_hashmap_size": 15, "num_levels": 5, "max_res": 64, "use_linear": False},
-                    {"hidden_dim": 16, "log2_hashmap_size": 15, "num_levels": 5, "max_res": 128, "use_linear": False},
-                ],
-                # RGB-D supervision in the CPU preset: 1.5k RGB-only iterations leave the field
-                # semi-transparent (mean accumulation 0.36 on the example scene); GPU preset: RGB only
-                depth_loss_mult=0.05,
-                disable_scene_contraction=True,
-                proposal_initial_sampler="uniform",
-                near_plane=0.02,
-                far_plane=4.0,
+                # RGB-D supervision (CPU_MODEL_SETTINGS) in the CPU preset: 1.5k RGB-only iterations
+                # leave the field semi-transparent (mean accumulation 0.36 on the example scene)
+                **CPU_MODEL_SETTINGS,
                 cnn_widths=(32, 64, 64),
                 stride=4,
                 pca_refit_every=250,

@@ -34,6 +34,28 @@ def nerfacto_optimizers(lr: float = 1e-2, max_steps: int = 200000) -> dict:
     }
 
 
+CPU_MODEL_SETTINGS = dict(
+    eval_num_rays_per_chunk=1 << 13,
+    average_init_density=0.01,
+    implementation="torch",
+    log2_hashmap_size=16,
+    max_res=512,
+    num_nerf_samples_per_ray=32,
+    num_proposal_samples_per_ray=(64, 32),
+    proposal_net_args_list=[
+        {"hidden_dim": 16, "log2_hashmap_size": 15, "num_levels": 5, "max_res": 64, "use_linear": False},
+        {"hidden_dim": 16, "log2_hashmap_size": 15, "num_levels": 5, "max_res": 128, "use_linear": False},
+    ],
+    depth_loss_mult=0.05,
+    # indoor RGB-D scenes fit the scene box (dataparser scene_bounds="auto"): bounded field
+    disable_scene_contraction=True,
+    proposal_initial_sampler="uniform",
+    near_plane=0.02,
+    far_plane=4.0,
+)
+"""Model settings of every CPU preset: small hash grids and sample counts, a bounded field, and
+depth supervision (used when the dataset has depth)."""
+
 nerfloc_nerfacto = MethodSpecification(
     config=NerflocTrainerConfig(
         method_name="nerfloc-nerfacto",
@@ -77,26 +99,7 @@ nerfloc_nerfacto_cpu = MethodSpecification(
                 train_num_rays_per_batch=1024,
                 eval_num_rays_per_batch=1024,
             ),
-            model=NerflocNerfactoModelConfig(
-                eval_num_rays_per_chunk=1 << 13,
-                average_init_density=0.01,
-                camera_optimizer=CameraOptimizerConfig(mode="off"),
-                implementation="torch",
-                log2_hashmap_size=16,
-                max_res=512,
-                num_nerf_samples_per_ray=32,
-                num_proposal_samples_per_ray=(64, 32),
-                proposal_net_args_list=[
-                    {"hidden_dim": 16, "log2_hashmap_size": 15, "num_levels": 5, "max_res": 64, "use_linear": False},
-                    {"hidden_dim": 16, "log2_hashmap_size": 15, "num_levels": 5, "max_res": 128, "use_linear": False},
-                ],
-                depth_loss_mult=0.05,
-                # indoor RGB-D scenes fit the scene box (scene_bounds="auto"): bounded field
-                disable_scene_contraction=True,
-                proposal_initial_sampler="uniform",
-                near_plane=0.02,
-                far_plane=4.0,
-            ),
+            model=NerflocNerfactoModelConfig(camera_optimizer=CameraOptimizerConfig(mode="off"), **CPU_MODEL_SETTINGS),
         ),
         optimizers=nerfacto_optimizers(max_steps=5000),
         viewer=ViewerConfig(num_rays_per_chunk=1 << 13),

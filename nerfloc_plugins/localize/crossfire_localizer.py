@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -19,11 +19,9 @@ import torch
 from nerfloc_plugins.data.frames import Intrinsics, PosedFrame
 from nerfloc_plugins.geometry.projection import backproject, pixel_grid
 from nerfloc_plugins.localize.baseline import load_rgb
-from nerfloc_plugins.localize.field_renderer import FieldRenderer
-from nerfloc_plugins.localize.localizer import Localizer, MapView, QueryDescription
+from nerfloc_plugins.localize.field_localizer import FieldLocalizer
+from nerfloc_plugins.localize.localizer import MapView, QueryDescription
 from nerfloc_plugins.localize.matching import cosine_similarity, mutual_nearest_neighbors
-from nerfloc_plugins.localize.refine import PhotometricConfig
-from nerfloc_plugins.localize.rendered_features_localizer import FieldPhotometricRefiner
 
 
 @dataclass
@@ -32,24 +30,13 @@ class CrossFireLocalizerConfig:
     """theta: cosine threshold of the mutual matches (the paper does not give its value)."""
 
 
-class CrossFireLocalizer(Localizer):
+class CrossFireLocalizer(FieldLocalizer):
     name = "crossfire"
-    renders_at_any_pose = True
 
     def __init__(self, load_config: Path, config: Optional[CrossFireLocalizerConfig] = None) -> None:
-        self.renderer = FieldRenderer(load_config)
-        self.model = self.renderer.model
+        super().__init__(load_config)
         self.config = config or CrossFireLocalizerConfig()
-        self.device = self.renderer.device
         self.stride = self.model.config.stride
-        self._map_frames = self.renderer.frames("train")
-        self.scene = self.renderer.parser.config.data.name
-
-    def map_frames(self) -> List[PosedFrame]:
-        return self._map_frames
-
-    def query_frames(self, split: str) -> List[PosedFrame]:
-        return self.renderer.frames(split)
 
     def map_intrinsics(self, intrinsics: Intrinsics) -> Intrinsics:
         """The rendering camera: the query camera at ``1 / stride`` resolution."""
@@ -90,14 +77,3 @@ class CrossFireLocalizer(Localizer):
         sim = cosine_similarity(query.descriptors, view.descriptors)
         matches, _ = mutual_nearest_neighbors(sim, self.config.min_similarity)
         return matches.cpu().numpy()
-
-    def retrieval_image(self, frame: PosedFrame, source: str) -> np.ndarray:
-        if source == "images":
-            return load_rgb(frame.image_path)
-        return self.renderer.render(frame.c2w, frame.intrinsics)["rgb"]
-
-    def photometric_refiner(self, config: PhotometricConfig) -> FieldPhotometricRefiner:
-        return FieldPhotometricRefiner(self.renderer, config)
-
-    def map_size_bytes(self) -> int:
-        return self.renderer.size_bytes()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -25,9 +25,8 @@ from nerfloc_plugins.localize.baseline import (
     match_descriptors,
 )
 from nerfloc_plugins.localize.features import SiftConfig, SiftExtractor
-from nerfloc_plugins.localize.field_renderer import FieldRenderer
-from nerfloc_plugins.localize.localizer import Localizer, MapView, QueryDescription
-from nerfloc_plugins.localize.refine import PhotometricConfig, PhotometricRefiner
+from nerfloc_plugins.localize.field_localizer import FieldLocalizer
+from nerfloc_plugins.localize.localizer import MapView, QueryDescription
 
 
 @dataclass
@@ -38,40 +37,15 @@ class RenderedFeaturesConfig:
     matching: FeatureMatchConfig = field(default_factory=FeatureMatchConfig)
 
 
-class FieldPhotometricRefiner:
-    """Runs :class:`PhotometricRefiner` in the field's frame for dataset-frame poses."""
-
-    def __init__(self, renderer: FieldRenderer, config: PhotometricConfig) -> None:
-        self.renderer = renderer
-        self.refiner = PhotometricRefiner(renderer.render_rays, config, renderer.device)
-        self.losses: list = []
-
-    def refine(self, c2w: np.ndarray, query: QueryDescription) -> np.ndarray:
-        c2w_ns, self.losses = self.refiner.refine(
-            self.renderer.c2w_ns_opencv(c2w), query.image, query.intrinsics.matrix()
-        )
-        return self.renderer.c2w_from_ns_opencv(c2w_ns)
-
-
-class RenderedFeaturesLocalizer(Localizer):
+class RenderedFeaturesLocalizer(FieldLocalizer):
     """SIFT on the query vs SIFT on field renderings lifted by rendered depth."""
 
     name = "nerf-rendered-sift"
-    renders_at_any_pose = True
 
     def __init__(self, load_config: Path, config: Optional[RenderedFeaturesConfig] = None) -> None:
-        self.renderer = FieldRenderer(load_config)
+        super().__init__(load_config)
         self.config = config = config or RenderedFeaturesConfig()
-        self.device = self.renderer.device
         self.extractor = SiftExtractor(config.sift)
-        self._map_frames = self.renderer.frames("train")
-        self.scene = self.renderer.parser.config.data.name
-
-    def map_frames(self) -> List[PosedFrame]:
-        return self._map_frames
-
-    def query_frames(self, split: str) -> List[PosedFrame]:
-        return self.renderer.frames(split)
 
     def render_intrinsics(self, frame: PosedFrame):
         intr = frame.intrinsics
@@ -90,13 +64,5 @@ class RenderedFeaturesLocalizer(Localizer):
     def match(self, query: QueryDescription, view: MapView) -> np.ndarray:
         return match_descriptors(query.descriptors, view.descriptors, self.config.matching)
 
-    def retrieval_image(self, frame: PosedFrame, source: str) -> np.ndarray:
-        if source == "images":
-            return load_rgb(frame.image_path)
-        return self.renderer.render(frame.c2w, self.render_intrinsics(frame))["rgb"]
-
-    def photometric_refiner(self, config: PhotometricConfig) -> FieldPhotometricRefiner:
-        return FieldPhotometricRefiner(self.renderer, config)
-
-    def map_size_bytes(self) -> int:
-        return self.renderer.size_bytes()
+    def retrieval_intrinsics(self, frame: PosedFrame):
+        return self.render_intrinsics(frame)

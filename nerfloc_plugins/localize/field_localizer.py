@@ -1,0 +1,63 @@
+"""Shared plumbing of localizers whose map is a trained field (rendering, frames, refinement)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+import numpy as np
+
+from nerfloc_plugins.data.frames import Intrinsics, PosedFrame
+from nerfloc_plugins.localize.baseline import load_rgb
+from nerfloc_plugins.localize.field_renderer import FieldRenderer
+from nerfloc_plugins.localize.localizer import Localizer, QueryDescription
+from nerfloc_plugins.localize.refine import PhotometricConfig, PhotometricRefiner
+
+
+class FieldPhotometricRefiner:
+    """Runs :class:`PhotometricRefiner` in the field's frame for dataset-frame poses."""
+
+    def __init__(self, renderer: FieldRenderer, config: PhotometricConfig) -> None:
+        self.renderer = renderer
+        self.refiner = PhotometricRefiner(renderer.render_rays, config, renderer.device)
+        self.losses: list = []
+
+    def refine(self, c2w: np.ndarray, query: QueryDescription) -> np.ndarray:
+        c2w_ns, self.losses = self.refiner.refine(
+            self.renderer.c2w_ns_opencv(c2w), query.image, query.intrinsics.matrix()
+        )
+        return self.renderer.c2w_from_ns_opencv(c2w_ns)
+
+
+class FieldLocalizer(Localizer):
+    """A localizer whose map is the trained run at ``load_config``; it renders at any pose."""
+
+    renders_at_any_pose = True
+
+    def __init__(self, load_config: Path) -> None:
+        self.renderer = FieldRenderer(load_config)
+        self.model = self.renderer.model
+        self.device = self.renderer.device
+        self._map_frames = self.renderer.frames("train")
+        self.scene = self.renderer.parser.config.data.name
+
+    def map_frames(self) -> List[PosedFrame]:
+        return self._map_frames
+
+    def query_frames(self, split: str) -> List[PosedFrame]:
+        return self.renderer.frames(split)
+
+    def retrieval_intrinsics(self, frame: PosedFrame) -> Intrinsics:
+        """Camera used to render retrieval images of ``frame`` (``--retrieval.source nerf``)."""
+        return frame.intrinsics
+
+    def retrieval_image(self, frame: PosedFrame, source: str) -> np.ndarray:
+        if source == "images":
+            return load_rgb(frame.image_path)
+        return self.renderer.render(frame.c2w, self.retrieval_intrinsics(frame))["rgb"]
+
+    def photometric_refiner(self, config: PhotometricConfig) -> FieldPhotometricRefiner:
+        return FieldPhotometricRefiner(self.renderer, config)
+
+    def map_size_bytes(self) -> int:
+        return self.renderer.size_bytes()
