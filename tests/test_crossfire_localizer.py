@@ -1,0 +1,57 @@
+"""CrossFire end to end on a small rendered scene: train on CPU, then recover perturbed poses."""
+
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from nerfloc_plugins.geometry.poses import invert_rigid
+from nerfloc_plugins.localize.crossfire_localizer import CrossFireLocalizer
+from nerfloc_plugins.localize.metrics import pose_error
+from nerfloc_plugins.localize.pipeline import PipelineConfig, RefineConfig, localize_query
+from nerfloc_plugins.localize.refine import perturb
+
+
+class FixedPrior:
+    """Prior source returning a given pose for every query."""
+
+    def __init__(self, frame):
+        self.frame = frame
+
+    def __call__(self, query, image):
+        return [self.frame]
+
+
+@pytest.mark.slow
+@pytest.mark.skip(reason="issue 4 open: CPU-trained CrossFire descriptors are not yet discriminative (see notes)")
+def test_crossfire_recovers_perturbed_training_poses(tmp_path):
+    from nerfloc_plugins.data.synthetic_scene import write_sevenscenes_scene
+
+    scene = tmp_path / "scene"
+    write_sevenscenes_scene(scene, width=128, height=96, frames_per_train_seq=12, frames_test=2, supersample=1)
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable, "-m", "nerfstudio.scripts.train", "crossfire-cpu", "--max-num-iterations", "400",
+        "--steps-per-save", "399", "--output-dir", str(out), "--experiment-name", "cf", "--timestamp", "t",
+        "--viewer.quit-on-train-completion", "True", "sevenscenes-data", "--data", str(scene),
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+    assert result.returncode == 0, result.stderr[-3000:]
+    localizer = CrossFireLocalizer(out / "cf" / "crossfire-cpu" / "t" / "config.yml")
+    config = PipelineConfig(refine=RefineConfig(iterations=2))
+    errors = []
+    for frame in localizer.map_frames()[::6]:
+        xi = torch.tensor([0.05, -0.04, 0.03, 0.03, -0.03, 0.04])  # ~7 cm, ~3 deg
+        start = np.eye(4)
+        start[:3] = perturb(torch.tensor(frame.c2w[:3]).float(), xi).double().numpy()
+        res = localize_query(localizer, frame, FixedPrior(replace(frame, c2w=start)), config)
+        prior_err = pose_error(invert_rigid(start), invert_rigid(frame.c2w))
+        err = pose_error(res.w2c, invert_rigid(frame.c2w)) if res.w2c is not None else (np.inf, np.inf)
+        errors.append((prior_err, err))
+    final_t = np.median([e[1][0] for e in errors])
+    final_r = np.median([e[1][1] for e in errors])
+    prior_t = np.median([e[0][0] for e in errors])
+    assert final_t < 0.3 * prior_t and final_r < 1.5, errors
