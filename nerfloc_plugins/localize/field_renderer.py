@@ -8,7 +8,7 @@ callers only see dataset-frame OpenCV c2w poses, metres and z-depth.  The field 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 import torch
@@ -85,6 +85,6 @@ class FieldRenderer:
         )
         return self.model(bundle)["rgb"]
 
-    def size_bytes(self, checkpoint: Optional[Path] = None) -> int:
+    def size_bytes(self) -> int:
         """Size of the trained field's parameters (what a NeRF map stores)."""
         return int(sum(p.numel() * p.element_size() for p in self.model.parameters()))

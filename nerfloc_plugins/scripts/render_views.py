@@ -3,8 +3,8 @@
 Writes, for each selected view, a panel ``ground truth | rendered RGB | rendered depth |
 ground-truth depth`` as PNG, and ``metrics.json`` with per-view PSNR and the median
 absolute depth error **in metres** (dataset frame), which is what matters when a map's
-depth is used for 2D-3D matching.  Loads checkpoints through Nerfstudio's ``eval_setup``
-(the same path as ``ns-eval`` / ``ns-render`` / ``ns-viewer``).
+depth is used for 2D-3D matching.  Renders through :class:`FieldRenderer` (Nerfstudio's ``eval_setup``, the same loading path as
+``ns-eval`` / ``ns-render`` / ``ns-viewer``), so poses, depth and errors are in the dataset's metres.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import numpy as np
 import torch
 import tyro
 from nerfstudio.utils import colormaps
-from nerfstudio.utils.eval_utils import eval_setup
 
-from nerfloc_plugins.geometry.projection import ray_length_per_unit_z
+from nerfloc_plugins.data.frames import load_depth_meters
+from nerfloc_plugins.localize.baseline import load_rgb
+from nerfloc_plugins.localize.field_renderer import FieldRenderer
 from nerfloc_plugins.utils.atomic import save_png_atomically, write_json_atomically
 
 
@@ -38,47 +39,42 @@ class RenderViews:
     def main(self) -> None:
         if not self.load_config.is_file():
             raise SystemExit(f"error: {self.load_config}: config file not found (expected ns-train's config.yml)")
-        _, pipeline, ckpt, step = eval_setup(self.load_config, test_mode="test")
-        datamanager = pipeline.datamanager
-        dataset = datamanager.eval_dataset if self.split == "test" else datamanager.train_dataset
-        scale = dataset._dataparser_outputs.dataparser_scale
-        names = dataset.metadata["frame_names"]
-        indices = np.unique(np.linspace(0, len(dataset) - 1, self.num_views).round().astype(int))
+        renderer = FieldRenderer(self.load_config)
+        parser = renderer.parser
+        frames = renderer.frames(self.split)
+        indices = np.unique(np.linspace(0, len(frames) - 1, self.num_views).round().astype(int))
         self.output_dir.mkdir(parents=True, exist_ok=True)
         views = []
-        for idx in indices:
-            data = dataset[int(idx)]
-            camera = dataset.cameras[int(idx) : int(idx) + 1].to(pipeline.device)
-            with torch.no_grad():
-                outputs = pipeline.model.get_outputs_for_camera(camera)
-            gt = data["image"][..., :3].float()
-            rgb = outputs["rgb"].cpu()
-            mse = torch.mean((rgb - gt) ** 2)
-            view = {"name": names[idx], "psnr": float(-10 * torch.log10(mse))}
-            # Nerfstudio renders distance along unit rays; datasets store z-depth
-            intr = dataset.cameras[int(idx)]
-            K = intr.get_intrinsics_matrices().numpy()
-            ray_scale = ray_length_per_unit_z(int(intr.width), int(intr.height), K)
-            depth = outputs["depth"].cpu() / torch.from_numpy(ray_scale).float()[..., None]
-            panels = [gt, rgb, colormaps.apply_depth_colormap(depth).cpu()]
-            if "depth_image" in data:
-                gt_depth = data["depth_image"]
-                valid = gt_depth[..., 0] > 0
-                err = (depth[..., 0][valid] - gt_depth[..., 0][valid]).abs() / scale
-                view["median_depth_error_m"] = float(err.median()) if valid.any() else None
-                panels.append(colormaps.apply_depth_colormap(gt_depth).cpu())
+        for frame in (frames[int(i)] for i in indices):
+            intr = frame.intrinsics
+            rendered = renderer.render(frame.c2w, intr)  # RGB, z-depth in metres
+            gt = load_rgb(frame.image_path)
+            view = {"name": frame.name, "psnr": float(-10 * np.log10(np.mean((rendered["rgb"] - gt) ** 2)))}
+            depth = torch.from_numpy(rendered["depth"]).float()[..., None]
+            panels = [torch.from_numpy(gt), torch.from_numpy(rendered["rgb"]), colormaps.apply_depth_colormap(depth)]
+            if frame.depth_path is not None:
+                gt_depth = load_depth_meters(
+                    frame.depth_path,
+                    parser.depth_unit_scale_factor,
+                    parser.depth_invalid_values,
+                    (intr.width, intr.height),
+                )
+                valid = gt_depth > 0
+                err = np.abs(rendered["depth"][valid] - gt_depth[valid])
+                view["median_depth_error_m"] = float(np.median(err)) if valid.any() else None
+                panels.append(colormaps.apply_depth_colormap(torch.from_numpy(gt_depth)[..., None]))
             views.append(view)
-            panel_path = self.output_dir / (names[idx].replace("/", "__").rsplit(".", 1)[0] + ".png")
+            panel_path = self.output_dir / (frame.name.replace("/", "__").rsplit(".", 1)[0] + ".png")
             save_png_atomically(torch.cat(panels, dim=1).numpy(), panel_path)
             depth_msg = (
                 f", median depth error {view['median_depth_error_m'] * 1000:.1f} mm"
                 if view.get("median_depth_error_m") is not None
                 else ""
             )
-            print(f"{names[idx]}: PSNR {view['psnr']:.2f} dB{depth_msg} -> {panel_path}")
+            print(f"{frame.name}: PSNR {view['psnr']:.2f} dB{depth_msg} -> {panel_path}")
         summary = {
-            "checkpoint": str(ckpt),
-            "step": step,
+            "checkpoint": str(renderer.checkpoint),
+            "step": renderer.step,
             "split": self.split,
             "mean_psnr": float(np.mean([v["psnr"] for v in views])),
             "views": views,
