@@ -46,6 +46,31 @@ def test_negative_loss_has_no_gradient_into_geometry():
     assert xyz.grad is None and desc.grad is not None
 
 
+def test_contrastive_loss_hand_values_and_distance_mask():
+    eye = torch.eye(2)
+    far = torch.tensor([[0.0, 0, 0], [10.0, 0, 0]])
+    tau = 0.5
+    # orthogonal, far apart: each row is softmax([1/tau, 0]) -> CE = log(1 + exp(-1/tau))
+    expected = math.log(1 + math.exp(-1 / tau))
+    assert float(L.contrastive_loss(eye, eye, far, lam=1.0, temperature=tau)) == pytest.approx(expected)
+    # the same pair closer than 1 / lam is not a negative: nothing left to separate
+    near = torch.tensor([[0.0, 0, 0], [0.3, 0, 0]])
+    assert float(L.contrastive_loss(eye, eye, near, lam=1.0, temperature=tau)) == pytest.approx(0.0, abs=1e-6)
+    # swapped correspondences are penalised: CE = log(1 + exp(1/tau))
+    swapped = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    worse = math.log(1 + math.exp(1 / tau))
+    assert float(L.contrastive_loss(eye, swapped, far, lam=1.0, temperature=tau)) == pytest.approx(worse)
+
+
+def test_contrastive_loss_subsamples_and_has_no_gradient_into_geometry():
+    g = torch.Generator().manual_seed(0)
+    desc = torch.randn(50, 8, generator=g, requires_grad=True)
+    xyz = torch.randn(50, 3, generator=g, requires_grad=True)
+    loss = L.contrastive_loss(desc, desc, xyz, lam=10.0, max_cells=20, generator=g)
+    loss.backward()
+    assert xyz.grad is None and int((desc.grad.abs().sum(dim=1) > 0).sum()) == 20
+
+
 def test_dssim_and_depth_tv():
     img = torch.rand(16, 16, 3, generator=torch.Generator().manual_seed(0))
     assert float(L.dssim(img, img)) == pytest.approx(0.0, abs=1e-6)
@@ -116,7 +141,8 @@ def eval_losses(pipeline, idx: int = 0) -> dict:
 
 
 @pytest.mark.slow
-def test_few_training_steps_lower_crossfire_losses(tmp_path):
+@pytest.mark.parametrize("descriptor_loss", ["hinge", "contrastive"])
+def test_few_training_steps_lower_crossfire_losses(tmp_path, descriptor_loss):
     import copy
 
     from nerfloc_plugins.method_configs.crossfire_config import crossfire_cpu
@@ -128,6 +154,7 @@ def test_few_training_steps_lower_crossfire_losses(tmp_path):
     write_sevenscenes_scene(scene, width=64, height=48, frames_per_train_seq=4, frames_test=1, supersample=1)
     config = copy.deepcopy(crossfire_cpu.config)
     config.pipeline.datamanager.dataparser.data = scene
+    config.pipeline.model.descriptor_loss = descriptor_loss
     torch.manual_seed(0)
     pipeline = config.pipeline.setup(device="cpu", test_mode="val")
     optimizers = Optimizers(config.optimizers, pipeline.get_param_groups())
@@ -139,8 +166,32 @@ def test_few_training_steps_lower_crossfire_losses(tmp_path):
         optimizers.optimizer_step_all()
     after = eval_losses(pipeline)
     assert after["rgb_loss"] < 0.7 * before["rgb_loss"], (before, after)
-    desc_before = before["descriptor_pos_loss"] + before["descriptor_neg_loss"]
-    desc_after = after["descriptor_pos_loss"] + after["descriptor_neg_loss"]
+    desc_before = sum(v for k, v in before.items() if k.startswith("descriptor_"))
+    desc_after = sum(v for k, v in after.items() if k.startswith("descriptor_"))
+    assert any(k.startswith(f"descriptor_{'pos' if descriptor_loss == 'hinge' else 'contrastive'}") for k in after)
     assert desc_after < 0.8 * desc_before, (before, after)
     # the viewer's PCA colouring was fitted and maps descriptors into [0, 1]
     assert bool(pipeline.model.pca_fitted)
+    if descriptor_loss == "contrastive":
+        check_viewer_similarity_pick(pipeline)
+
+
+def check_viewer_similarity_pick(pipeline) -> None:
+    """A click picks the descriptor along its ray; the similarity map is 1 on that ray."""
+    from nerfstudio.viewer.viewer_elements import ViewerClick
+
+    model = pipeline.model
+    model.eval()
+    camera = pipeline.datamanager.train_cameras[0:1].to(pipeline.device)
+    rays = camera.generate_rays(camera_indices=0, keep_shape=True)
+    centre = rays[rays.shape[0] // 2, rays.shape[1] // 2 : rays.shape[1] // 2 + 1]
+    o, d = centre.origins[0].tolist(), centre.directions[0].tolist()
+    assert "descriptor_similarity" not in model.get_outputs(model.collider(centre))
+    model.pick_descriptor(ViewerClick(origin=tuple(o), direction=tuple(d), screen_pos=(0.5, 0.5)))
+    with torch.no_grad():
+        out = model.get_outputs_for_camera(camera)
+    sim = out["descriptor_similarity"][..., 0]
+    assert sim.shape == (camera.height.item(), camera.width.item())
+    assert float(sim[sim.shape[0] // 2, sim.shape[1] // 2]) > 0.99
+    assert float(sim.min()) >= 0.0 and float(sim.median()) < 0.9
+    model.train()

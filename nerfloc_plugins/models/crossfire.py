@@ -9,18 +9,25 @@ proposal losses), with the 3D-distance margin of ``L_neg`` in metres and no grad
 descriptor loss into depth.  Ray batches (e.g. the viewer) render per ray as usual, with the
 outputs ``descriptors`` (``D`` channels) and ``descriptor_pca`` (a fixed PCA projection to RGB
 that does not flicker between frames; refitted every ``pca_refit_every`` steps).
+
+Viewer similarity map: press "Pick a descriptor" in the viewer's Custom Elements panel, then
+click a surface; the descriptor rendered along the clicked ray is stored and the output
+``descriptor_similarity`` shows the cosine similarity of every rendered descriptor to it
+(clamped to [0, 1]).
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Dict, List, Tuple, Type
+from typing import Dict, List, Literal, Tuple, Type
 
 import torch
 from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.model_components.losses import distortion_loss, interlevel_loss
+from nerfstudio.viewer.viewer_elements import ViewerButton, ViewerClick, ViewerControl
 from torch import Tensor
 from torch.nn import Parameter
 
@@ -52,6 +59,11 @@ class CrossFireModelConfig(NerflocNerfactoModelConfig):
     be positive only for points closer than 1 / lambda = 0.5 m)."""
     num_permutations: int = 4
     """m random permutations for L_neg."""
+    descriptor_loss: Literal["hinge", "contrastive"] = "hinge"
+    """``hinge``: the paper's L_pos + L_neg (eq. 1-2).  ``contrastive``: our distance-aware
+    InfoNCE (crossfire_losses.contrastive_loss), which converges in far fewer steps."""
+    contrastive_temperature: float = 0.1
+    contrastive_max_cells: int = 4096
     stride: int = 4
     """Rendered descriptor map stride = the CNN's output stride."""
     pca_refit_every: int = 1000
@@ -82,6 +94,10 @@ class CrossFireModel(NerflocNerfactoModel):
         self.register_buffer("pca_range", torch.tensor([[-1.0] * 3, [1.0] * 3]))
         self.register_buffer("pca_fitted", torch.tensor(False))
         self._generator = torch.Generator(device="cpu").manual_seed(0)
+        # viewer similarity map (not saved: a viewing aid)
+        self.picked_descriptor: Tensor | None = None
+        self.viewer_control = ViewerControl()
+        self.pick_button = ViewerButton("Pick a descriptor (then click the scene)", cb_hook=self._arm_descriptor_pick)
 
     def sample_feature_layers(self) -> Tuple[str, ...]:
         return tuple(dict.fromkeys(tuple(self.config.feature_outputs) + DESCRIPTOR_INPUTS))
@@ -97,7 +113,36 @@ class CrossFireModel(NerflocNerfactoModel):
         descriptors = self.renderer_feature(self.field.descriptors(features), weights=weights)
         outputs["descriptors"] = descriptors
         outputs["descriptor_pca"] = self.descriptor_colours(descriptors.detach())
+        if self.picked_descriptor is not None:
+            outputs["descriptor_similarity"] = self.descriptor_similarity(descriptors.detach())
         return outputs
+
+    def descriptor_similarity(self, descriptors: Tensor) -> Tensor:
+        """Cosine similarity ``(N, 1)`` in [0, 1] (negative clamped) to the picked descriptor."""
+        picked = torch.nn.functional.normalize(self.picked_descriptor.to(descriptors), dim=-1)
+        return torch.clamp(torch.nn.functional.normalize(descriptors, dim=-1) @ picked[:, None], 0.0, 1.0)
+
+    def _arm_descriptor_pick(self, _button: ViewerButton) -> None:
+        self.viewer_control.register_pointer_cb("click", self.pick_descriptor)
+
+    @torch.no_grad()
+    def pick_descriptor(self, click: ViewerClick) -> None:
+        """Store the descriptor rendered along the clicked ray (Nerfstudio frame, unit direction)."""
+        origin = torch.tensor(click.origin, dtype=torch.float32, device=self.device)[None]
+        direction = torch.nn.functional.normalize(
+            torch.tensor(click.direction, dtype=torch.float32, device=self.device)[None], dim=-1
+        )
+        bundle = RayBundle(
+            origins=origin,
+            directions=direction,
+            pixel_area=torch.full((1, 1), 1e-6, device=self.device),
+            camera_indices=torch.zeros((1, 1), dtype=torch.long, device=self.device),
+            nears=torch.full((1, 1), self.config.near_plane, device=self.device),
+            fars=torch.full((1, 1), self.config.far_plane, device=self.device),
+        )
+        self.picked_descriptor = self.get_outputs(bundle)["descriptors"][0].float()
+        if getattr(self.viewer_control, "viewer", None) is not None:
+            self.viewer_control.unregister_pointer_cb()
 
     def descriptor_colours(self, descriptors: Tensor) -> Tensor:
         """RGB in [0, 1] through the fixed PCA projection."""
@@ -167,10 +212,21 @@ class CrossFireModel(NerflocNerfactoModel):
         image_desc = self.cnn(full)[0].permute(1, 2, 0).reshape(h * w, -1)
         rendered_desc = outputs["descriptors"]
         xyz = outputs["points"] * self.metres_per_unit
-        loss["descriptor_pos_loss"] = cfg.descriptor_loss_mult * losses.positive_loss(image_desc, rendered_desc)
-        loss["descriptor_neg_loss"] = cfg.descriptor_loss_mult * losses.negative_loss(
-            image_desc, rendered_desc, xyz, cfg.margin_lambda, cfg.num_permutations, self._generator
-        )
+        if cfg.descriptor_loss == "contrastive":
+            loss["descriptor_contrastive_loss"] = cfg.descriptor_loss_mult * losses.contrastive_loss(
+                image_desc,
+                rendered_desc,
+                xyz,
+                cfg.margin_lambda,
+                cfg.contrastive_temperature,
+                cfg.contrastive_max_cells,
+                self._generator,
+            )
+        else:
+            loss["descriptor_pos_loss"] = cfg.descriptor_loss_mult * losses.positive_loss(image_desc, rendered_desc)
+            loss["descriptor_neg_loss"] = cfg.descriptor_loss_mult * losses.negative_loss(
+                image_desc, rendered_desc, xyz, cfg.margin_lambda, cfg.num_permutations, self._generator
+            )
         if self.training and cfg.depth_loss_mult > 0 and "depth_image" in batch:
             # z-depth at the pixel nearest to each cell centre (stride * i + stride / 2)
             s = cfg.stride
