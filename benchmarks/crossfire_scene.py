@@ -23,7 +23,7 @@ import tyro
 
 from nerfloc_plugins.localize.crossfire_localizer import CrossFireLocalizerConfig
 from nerfloc_plugins.localize.pipeline import RefineConfig
-from nerfloc_plugins.localize.report import results_table
+from nerfloc_plugins.localize.report import results_table, stage_lines
 from nerfloc_plugins.scripts.localize import Localize
 from nerfloc_plugins.scripts.localize_baseline import LocalizeBaseline
 from nerfloc_plugins.utils.atomic import write_json_atomically, write_text_atomically
@@ -84,10 +84,7 @@ class CrossFireBenchmark:
             "config": str(config),
         }
         write_json_atomically(result, self.output_dir / "crossfire.json")
-        stages = "\n".join(
-            f"- {m['method']}: " + " | ".join(f"{k} {1000 * v['mean_s']:.1f} ms" for k, v in m["timings"].items())
-            for m in runs
-        )
+        stages = stage_lines(runs)
         text = (
             f"# CrossFire on {self.data.name} ({self.method})\n\n{results_table(runs + [baseline])}\n\n"
             f"Per stage (mean):\n{stages}\n\n"

@@ -46,22 +46,35 @@ def sevenscenes_dir(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> Path:
-    """config.yml of a 20-iteration nerfloc-nerfacto-cpu run on a tiny rendered scene."""
+def train_small_run(root: Path, name: str, size: tuple, frames: int, iterations: int) -> Path:
+    """Train nerfloc-nerfacto-cpu on a rendered scene written under ``root``; its config.yml."""
     from nerfloc_plugins.data.synthetic_scene import write_sevenscenes_scene
 
-    root = tmp_path_factory.mktemp("tiny_run")
     scene = root / "scene"
-    write_sevenscenes_scene(scene, width=48, height=36, frames_per_train_seq=6, frames_test=2, supersample=1)
+    write_sevenscenes_scene(
+        scene, width=size[0], height=size[1], frames_per_train_seq=frames, frames_test=2, supersample=1
+    )
     out_dir = root / "out"
     cmd = [
         sys.executable, "-m", "nerfstudio.scripts.train", "nerfloc-nerfacto-cpu",
-        "--max-num-iterations", "20", "--steps-per-save", "19", "--output-dir", str(out_dir),
-        "--experiment-name", "tiny", "--timestamp", "t", "--viewer.quit-on-train-completion", "True",
+        "--max-num-iterations", str(iterations), "--steps-per-save", str(iterations - 1), "--output-dir", str(out_dir),
+        "--experiment-name", name, "--timestamp", "t", "--viewer.quit-on-train-completion", "True",
         "--pipeline.datamanager.train-num-rays-per-batch", "512",
         "sevenscenes-data", "--data", str(scene),
     ]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=root)
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
-    return out_dir / "tiny" / "nerfloc-nerfacto-cpu" / "t" / "config.yml"
+    return out_dir / name / "nerfloc-nerfacto-cpu" / "t" / "config.yml"
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """config.yml of a 20-iteration nerfloc-nerfacto-cpu run on a tiny rendered scene (48x36)."""
+    return train_small_run(tmp_path_factory.mktemp("tiny_run"), "tiny", (48, 36), frames=6, iterations=20)
+
+
+@pytest.fixture(scope="session")
+def small_nerf_run(tmp_path_factory) -> Path:
+    """config.yml of a 300-iteration depth-supervised nerfloc-nerfacto-cpu run (64x48 images):
+    opaque enough that rendered points are valid (NeRFMatch training needs covisible points)."""
+    return train_small_run(tmp_path_factory.mktemp("small_nerf_run"), "small", (64, 48), frames=8, iterations=300)

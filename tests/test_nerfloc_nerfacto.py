@@ -128,7 +128,16 @@ def test_ns_train_help_lists_methods_and_dataparsers():
     out = subprocess.run(
         [sys.executable, "-m", "nerfstudio.scripts.train", "--help"], capture_output=True, text=True, timeout=300
     ).stdout
-    for method in ("nerfloc-nerfacto", "nerfloc-nerfacto-cpu", "crossfire", "crossfire-cpu"):
+    for method in (
+        "nerfloc-nerfacto",
+        "nerfloc-nerfacto-cpu",
+        "crossfire",
+        "crossfire-cpu",
+        "nerfmatch",
+        "nerfmatch-mini",
+        "nerfmatch-cpu",
+        "nerfmatch-mini-cpu",
+    ):
         assert method in out, method
     out = subprocess.run(
         [sys.executable, "-m", "nerfstudio.scripts.train", "nerfloc-nerfacto", "--help"],

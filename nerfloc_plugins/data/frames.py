@@ -48,6 +48,10 @@ class Intrinsics:
         sx, sy = width / self.width, height / self.height
         return Intrinsics(self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, int(width), int(height))
 
+    def cropped_to_multiple_of(self, m: int) -> "Intrinsics":
+        """The same camera for the image cropped at the bottom/right to sides divisible by ``m``."""
+        return Intrinsics(self.fx, self.fy, self.cx, self.cy, (self.width // m) * m, (self.height // m) * m)
+
     def matrix(self) -> np.ndarray:
         """3x3 calibration matrix K."""
         return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])

@@ -40,6 +40,14 @@ class NerflocTrainerConfig(TrainerConfig):
 
     _target: Type = field(default_factory=lambda: NerflocTrainer)
 
+    def set_experiment_name(self) -> None:
+        """As Nerfstudio's, except when ``--data`` is a trained run's ``config.yml`` (methods trained
+        on a frozen field, e.g. NeRFMatch): the experiment is named after that run's experiment."""
+        data = self.pipeline.datamanager.data
+        if self.experiment_name is None and data is not None and Path(data).name == "config.yml":
+            self.experiment_name = Path(data).parent.parent.parent.name
+        super().set_experiment_name()
+
 
 class NerflocTrainer(Trainer):
     """Nerfstudio trainer with weights-only-safe, atomically written checkpoints."""

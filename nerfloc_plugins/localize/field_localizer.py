@@ -34,8 +34,9 @@ class FieldLocalizer(Localizer):
 
     renders_at_any_pose = True
 
-    def __init__(self, load_config: Path) -> None:
-        self.renderer = FieldRenderer(load_config)
+    def __init__(self, field: Path | FieldRenderer) -> None:
+        """``field``: the trained run's ``config.yml``, or an already loaded renderer of it."""
+        self.renderer = field if isinstance(field, FieldRenderer) else FieldRenderer(field)
         self.model = self.renderer.model
         self.device = self.renderer.device
         self._map_frames = self.renderer.frames("train")

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from nerfstudio.cameras.cameras import Cameras, CameraType
 from nerfstudio.cameras.rays import RayBundle
-from nerfstudio.utils.eval_utils import eval_setup
 from torch import Tensor
 
 from nerfloc_plugins.data.frames import Intrinsics, PosedFrame
@@ -29,6 +28,10 @@ class FieldRenderer:
         load_config = Path(load_config)
         if not load_config.is_file():
             raise FileNotFoundError(f"{load_config}: config file not found (expected ns-train's config.yml)")
+        # imported here: eval_utils imports nerfstudio's method registry, which imports the
+        # plugins' method configs (including ones that import this module)
+        from nerfstudio.utils.eval_utils import eval_setup
+
         self.config, self.pipeline, self.checkpoint, self.step = eval_setup(load_config, test_mode="inference")
         self.model = self.pipeline.model
         self.model.eval()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 from torch import Tensor
@@ -79,6 +79,15 @@ class Localizer(ABC):
     @abstractmethod
     def match(self, query: QueryDescription, view: MapView) -> np.ndarray:
         """``(K, 2)`` index pairs ``(query keypoint, view keypoint)``."""
+
+    def correspondences(self, query: QueryDescription, view: MapView) -> Tuple[np.ndarray, np.ndarray]:
+        """``(K, 2)`` matches as in :meth:`match` and the ``(K, 2)`` query pixels of each match.
+
+        The default takes the matched query keypoints; localizers that refine positions below
+        their keypoint grid (e.g. NeRFMatch's fine matching) return refined pixels.
+        """
+        m = self.match(query, view)
+        return m, query.keypoints[m[:, 0]]
 
     def retrieval_image(self, frame: PosedFrame, source: str) -> np.ndarray:
         """Database image for retrieval: the stored image, or one rendered at the frame's pose."""

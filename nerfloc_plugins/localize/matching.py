@@ -23,7 +23,9 @@ def cosine_similarity(a: Tensor, b: Tensor) -> Tensor:
     return a @ b.transpose(-1, -2)
 
 
-def _mutual_argmax(scores: Tensor, threshold: Optional[float]) -> Tuple[Tensor, Tensor]:
+def mutual_argmax(scores: Tensor, threshold: Optional[float]) -> Tuple[Tensor, Tensor]:
+    """Index rows ``(*batch, i, j)`` of mutual row/column maxima of ``scores (*, N, M)`` above
+    ``threshold``, and their scores."""
     best_j = scores.argmax(dim=-1)  # (*, N)
     best_i = scores.argmax(dim=-2)  # (*, M)
     mutual = torch.gather(best_i, -1, best_j) == torch.arange(scores.shape[-2], device=scores.device)
@@ -54,7 +56,7 @@ def mutual_nearest_neighbors(
     ``ratio`` test in the query direction when given); plus their scores."""
     if ratio is not None:
         similarity = ratio_test(similarity, ratio)
-    return _mutual_argmax(similarity, threshold)
+    return mutual_argmax(similarity, threshold)
 
 
 def dual_softmax(similarity: Tensor, temperature: float = 0.1) -> Tensor:
@@ -65,7 +67,7 @@ def dual_softmax(similarity: Tensor, temperature: float = 0.1) -> Tensor:
 
 def dual_softmax_matches(similarity: Tensor, temperature: float = 0.1, threshold: float = 0.2) -> Tuple[Tensor, Tensor]:
     """Mutual maxima of the dual-softmax matrix with probability above ``threshold``."""
-    return _mutual_argmax(dual_softmax(similarity, temperature), threshold)
+    return mutual_argmax(dual_softmax(similarity, temperature), threshold)
 
 
 def hungarian_matches(scores: Tensor, min_score: Optional[float] = None) -> Tuple[Tensor, Tensor]:

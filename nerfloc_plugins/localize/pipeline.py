@@ -120,9 +120,9 @@ def match_views(localizer: Localizer, query: QueryDescription, views: List[MapVi
     """Concatenate the 2D-3D matches of the query against each view."""
     pts2d, pts3d, per_view = [], [], []
     for view in views:
-        m = localizer.match(query, view)
+        m, uv = localizer.correspondences(query, view)
         per_view.append(m)
-        pts2d.append(query.keypoints[m[:, 0]])
+        pts2d.append(uv)
         pts3d.append(view.points3d[m[:, 1]])
     return (
         np.concatenate(pts2d) if pts2d else np.zeros((0, 2)),
@@ -183,8 +183,8 @@ def refine_iteratively(
             rounds = max(rounds, 1 if refine.photometric.rematch else 0)
         for _ in range(rounds):
             view = localizer.map_view(invert_rigid(result.w2c))
-            m = localizer.match(query, view)
-            new = solve_pnp(query.keypoints[m[:, 0]], view.points3d[m[:, 1]], query.intrinsics, config.pnp)
+            m, uv = localizer.correspondences(query, view)
+            new = solve_pnp(uv, view.points3d[m[:, 1]], query.intrinsics, config.pnp)
             iterations += 1
             if not new.success:
                 break

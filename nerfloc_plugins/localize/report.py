@@ -201,6 +201,14 @@ def results_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+def stage_lines(rows: Sequence[dict]) -> str:
+    """Markdown list: mean time per stage for each metrics dict."""
+    return "\n".join(
+        f"- {m['method']}: " + " | ".join(f"{k} {1000 * v['mean_s']:.1f} ms" for k, v in m["timings"].items())
+        for m in rows
+    )
+
+
 def render_markdown(metrics: dict, match_files: Sequence[str], baseline_metrics: Optional[dict]) -> str:
     rows = [metrics] + ([baseline_metrics] if baseline_metrics else [])
     stages = "\n".join(

@@ -12,6 +12,7 @@ from typing import Callable, List, Literal, Optional, Tuple, Type
 
 from nerfloc_plugins.localize.crossfire_localizer import CrossFireLocalizer, CrossFireLocalizerConfig
 from nerfloc_plugins.localize.localizer import Localizer
+from nerfloc_plugins.localize.nerfmatch_localizer import NerfMatchLocalizer, NerfMatchLocalizerConfig
 from nerfloc_plugins.localize.pipeline import PipelineConfig, RefineConfig
 from nerfloc_plugins.localize.pnp import PnPConfig
 from nerfloc_plugins.localize.rendered_features_localizer import RenderedFeaturesConfig, RenderedFeaturesLocalizer
@@ -19,6 +20,7 @@ from nerfloc_plugins.localize.retrieval import RetrievalConfig
 from nerfloc_plugins.localize.run import localize_and_report
 from nerfloc_plugins.models.crossfire import CrossFireModelConfig
 from nerfloc_plugins.models.nerfloc_nerfacto import NerflocNerfactoModelConfig
+from nerfloc_plugins.models.nerfmatch import NerfMatchModelConfig
 from nerfloc_plugins.scripts.cli import run_cli
 
 
@@ -30,8 +32,13 @@ def _crossfire(cfg: "Localize") -> Localizer:
     return CrossFireLocalizer(cfg.load_config, cfg.crossfire)
 
 
+def _nerfmatch(cfg: "Localize") -> Localizer:
+    return NerfMatchLocalizer(cfg.load_config, cfg.nerfmatch)
+
+
 # most specific model config first
 LOCALIZERS: List[Tuple[Type, Callable[["Localize"], Localizer]]] = [
+    (NerfMatchModelConfig, _nerfmatch),
     (CrossFireModelConfig, _crossfire),
     (NerflocNerfactoModelConfig, _rendered_features),
 ]
@@ -64,6 +71,8 @@ class Localize:
     """Options of the rendered-features localizer (plain nerfloc-nerfacto maps)."""
     crossfire: CrossFireLocalizerConfig = field(default_factory=CrossFireLocalizerConfig)
     """Options of the CrossFire localizer (crossfire maps)."""
+    nerfmatch: NerfMatchLocalizerConfig = field(default_factory=NerfMatchLocalizerConfig)
+    """Options of the NeRFMatch localizer (nerfmatch / nerfmatch-mini runs)."""
     baseline_metrics: Optional[Path] = None
     """``metrics.json`` of ``ns-localize-baseline`` to show beside this method in report.md."""
 

@@ -1,0 +1,291 @@
+"""Nerfstudio pipeline that trains a NeRFMatch matcher against frozen NeRF(s).
+
+``ns-train nerfmatch-mini --data RUN/config.yml`` (a trained ``nerfloc-nerfacto`` run; more
+runs with ``--pipeline.datamanager.extra-scenes`` for one multi-scene matcher).  Nothing of the
+NeRF is trained or saved in the matcher's checkpoint; the run is referenced by path.
+
+Training pairs (query image, reference pose) come from a pairs file (``query reference`` names
+per line, hloc/PixLoc format) or from covisibility of the training frames
+(``data/covisibility.py``).  Points and features at every training pose are rendered once and
+cached (``nerf_point_features.py``); ground truth is their projection into the query
+(``nerfmatch_losses.coarse_fine_labels``).  Eval pairs: each test query with the training frame
+that overlaps it most.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Type
+
+import numpy as np
+import torch
+from nerfstudio.configs.base_config import InstantiateConfig
+from nerfstudio.pipelines.base_pipeline import Pipeline
+from torch import Tensor, nn
+
+from nerfloc_plugins.data.covisibility import covisible_pairs, overlap
+from nerfloc_plugins.data.frames import PosedFrame
+from nerfloc_plugins.fields.nerfloc_nerfacto_field import FeatureLayer
+from nerfloc_plugins.geometry.poses import invert_rigid
+from nerfloc_plugins.localize.baseline import load_rgb
+from nerfloc_plugins.localize.field_renderer import FieldRenderer
+from nerfloc_plugins.localize.io import read_pairs
+from nerfloc_plugins.localize.nerf_point_features import NerfPointFeatures, RenderedPoints
+from nerfloc_plugins.models.nerfmatch import NerfMatchModelConfig
+from nerfloc_plugins.models.nerfmatch_losses import coarse_fine_labels
+
+
+@dataclass
+class NerfMatchDataManagerConfig(InstantiateConfig):
+    _target: Type = field(default_factory=lambda: NerfMatchDataManager)
+    data: Optional[Path] = None
+    """config.yml of the frozen NeRF run (``ns-train ... --data``)."""
+    extra_scenes: Tuple[Path, ...] = ()
+    """More frozen runs: one matcher for several scenes (multi-scene training)."""
+    feature_layers: Tuple[FeatureLayer, ...] = ("hash",)
+    """NeRF layers rendered as point descriptors (concatenated in this order).  The paper's best
+    was a middle layer of Mip-NeRF's 8-layer encoder; Nerfacto's encoder is the hash grid plus a
+    small MLP, and its hash-grid output trains far better than the MLP's hidden layer here
+    (docs/nerfmatch.md)."""
+    pairs_file: Optional[Path] = None
+    """``query reference`` training pairs (first scene); default: covisibility of the training poses."""
+    pairs_per_frame: int = 20
+    min_overlap: float = 0.3
+    batch_size: int = 16
+    num_eval_pairs: int = 16
+    seed: int = 0
+
+
+class MatchScene:
+    """One frozen run: frames, images, and rendered points/features at training poses (cached)."""
+
+    def __init__(self, nerf_config: Path, layers: Tuple[str, ...]) -> None:
+        self.renderer = FieldRenderer(nerf_config)
+        self.points = NerfPointFeatures(self.renderer, layers)
+        self.train_frames = self.renderer.frames("train")
+        self.test_frames = self.renderer.frames("test")
+        self._rendered: Dict[int, RenderedPoints] = {}
+        self._images: Dict[str, Tensor] = {}
+
+    def rendered(self, index: int) -> RenderedPoints:
+        if index not in self._rendered:
+            frame = self.train_frames[index]
+            self._rendered[index] = self.points.render(frame.c2w, frame.intrinsics)
+        return self._rendered[index]
+
+    def image(self, frame: PosedFrame) -> Tensor:
+        """``(3, H, W)`` cropped at the bottom/right to sides divisible by 8."""
+        if frame.name not in self._images:
+            crop = frame.intrinsics.cropped_to_multiple_of(8)
+            rgb = torch.from_numpy(load_rgb(frame.image_path)[: crop.height, : crop.width]).permute(2, 0, 1).float()
+            self._images[frame.name] = rgb.to(self.renderer.device)
+        return self._images[frame.name]
+
+
+@dataclass
+class MatchPair:
+    scene: int
+    query: PosedFrame
+    reference: int
+    """Index into the scene's training frames."""
+
+
+class NerfMatchDataManager:
+    """Batches of (query image, rendered reference points) with ground-truth associations."""
+
+    def __init__(self, config: NerfMatchDataManagerConfig, device: str | torch.device = "cpu", **_: Any) -> None:
+        if config.data is None:
+            raise ValueError("nerfmatch: --data must be the config.yml of a trained nerfloc-nerfacto run")
+        self.config = config
+        self.device = device
+        self.data = config.data
+        self.scenes = [MatchScene(Path(p), tuple(config.feature_layers)) for p in (config.data, *config.extra_scenes)]
+        dims = {s.points.feature_dim for s in self.scenes}
+        sizes = {(f.intrinsics.width, f.intrinsics.height) for s in self.scenes for f in s.train_frames}
+        if len(dims) != 1:
+            raise ValueError(f"nerfmatch: the scenes' NeRF feature widths differ ({sorted(dims)}); use one config")
+        if len(sizes) != 1:
+            raise ValueError(f"nerfmatch: all training images must share one size, found {sorted(sizes)}")
+        self.feature_dim = dims.pop()
+        self.image_size = sizes.pop()
+        self._rng = random.Random(config.seed)
+        self._train: Optional[List[MatchPair]] = None
+        self._eval: Optional[List[MatchPair]] = None
+
+    # nerfstudio's trainer reads these
+    @property
+    def train_dataset(self) -> List[MatchPair]:
+        return self.train_pairs()
+
+    @property
+    def eval_dataset(self) -> List[MatchPair]:
+        return self.eval_pairs()
+
+    def get_train_rays_per_batch(self) -> int:
+        w, h = self.image_size
+        return self.config.batch_size * (w // 8) * (h // 8)  # rendered points per batch
+
+    def get_datapath(self) -> Path:
+        return Path(self.config.data)
+
+    # ------------------------------------------------------------------ pairs
+    def train_pairs(self) -> List[MatchPair]:
+        if self._train is None:
+            pairs: List[MatchPair] = []
+            for s, scene in enumerate(self.scenes):
+                if s == 0 and self.config.pairs_file is not None:
+                    pairs += self._pairs_from_file(scene)
+                    continue
+                points = [
+                    scene.rendered(i).points[scene.rendered(i).valid.cpu().numpy()]
+                    for i in range(len(scene.train_frames))
+                ]
+                for q, r, _ in covisible_pairs(
+                    scene.train_frames, points, self.config.pairs_per_frame, self.config.min_overlap
+                ):
+                    pairs.append(MatchPair(s, scene.train_frames[q], r))
+            if not pairs:
+                raise ValueError("nerfmatch: no covisible training pairs (lower --pipeline.datamanager.min-overlap)")
+            self._train = pairs
+        return self._train
+
+    def _pairs_from_file(self, scene: MatchScene) -> List[MatchPair]:
+        index = {f.name: i for i, f in enumerate(scene.train_frames)}
+        out = []
+        for query, refs in read_pairs(self.config.pairs_file).items():
+            for ref in refs[: self.config.pairs_per_frame]:
+                if query not in index or ref not in index:
+                    missing = query if query not in index else ref
+                    raise ValueError(f"{self.config.pairs_file}: {missing!r} is not a training frame of {self.data}")
+                out.append(MatchPair(0, scene.train_frames[index[query]], index[ref]))
+        return out
+
+    def eval_pairs(self) -> List[MatchPair]:
+        if self._eval is None:
+            pairs = []
+            for s, scene in enumerate(self.scenes):
+                for frame in scene.test_frames:
+                    scores = [overlap(scene.rendered(i).points, frame) for i in range(len(scene.train_frames))]
+                    pairs.append(MatchPair(s, frame, int(np.argmax(scores))))
+            step = max(1, len(pairs) // max(1, self.config.num_eval_pairs))
+            self._eval = pairs[::step][: self.config.num_eval_pairs]
+        return self._eval
+
+    # ---------------------------------------------------------------- batches
+    def collate(self, pairs: List[MatchPair]) -> Dict[str, Tensor]:
+        images, feats, pts_ns, valid, cells, pixels = [], [], [], [], [], []
+        for pair in pairs:
+            scene = self.scenes[pair.scene]
+            ref = scene.rendered(pair.reference)
+            intr = pair.query.intrinsics.cropped_to_multiple_of(8)
+            c, uv = coarse_fine_labels(
+                ref.points,
+                ref.valid.cpu().numpy(),
+                intr.matrix(),
+                invert_rigid(pair.query.c2w),
+                intr.width,
+                intr.height,
+            )
+            images.append(scene.image(pair.query))
+            feats.append(ref.features)
+            pts_ns.append(ref.points_ns)
+            valid.append(ref.valid)
+            cells.append(torch.from_numpy(c))
+            pixels.append(torch.from_numpy(uv).float())
+        dev = images[0].device
+        return {
+            "images": torch.stack(images),
+            "features": torch.stack(feats),
+            "points_ns": torch.stack(pts_ns),
+            "valid": torch.stack(valid),
+            "gt_cells": torch.stack(cells).to(dev),
+            "gt_pixels": torch.stack(pixels).to(dev),
+        }
+
+    def next_train(self, step: int) -> Dict[str, Tensor]:
+        pairs = self.train_pairs()
+        return self.collate([pairs[self._rng.randrange(len(pairs))] for _ in range(self.config.batch_size)])
+
+    def next_eval(self, step: int) -> Dict[str, Tensor]:
+        pairs = self.eval_pairs()
+        start = (step * self.config.batch_size) % len(pairs)
+        chosen = (pairs[start:] + pairs[:start])[: self.config.batch_size]
+        return self.collate(chosen)
+
+
+@dataclass
+class NerfMatchPipelineConfig(InstantiateConfig):
+    _target: Type = field(default_factory=lambda: NerfMatchPipeline)
+    datamanager: NerfMatchDataManagerConfig = field(default_factory=NerfMatchDataManagerConfig)
+    model: NerfMatchModelConfig = field(default_factory=NerfMatchModelConfig)
+
+
+class NerfMatchPipeline(Pipeline):
+    """Trainer-facing wrapper: batches from :class:`NerfMatchDataManager`, losses from the model."""
+
+    def __init__(
+        self,
+        config: NerfMatchPipelineConfig,
+        device: str | torch.device,
+        test_mode: str = "val",
+        world_size: int = 1,
+        local_rank: int = 0,
+        grad_scaler: Any = None,
+    ) -> None:
+        nn.Module.__init__(self)
+        self.config = config
+        self.test_mode = test_mode
+        self.world_size = world_size
+        self.datamanager = config.datamanager.setup(device=device)
+        self._model = config.model.setup(nerf_feature_dim=self.datamanager.feature_dim).to(device)
+
+    @property
+    def device(self) -> torch.device:
+        return self._model.device
+
+    def get_param_groups(self) -> Dict[str, List[nn.Parameter]]:
+        return {"nerfmatch": list(self._model.parameters())}
+
+    def get_training_callbacks(self, training_callback_attributes) -> list:
+        return []
+
+    def _step(self, batch: Dict[str, Tensor]):
+        outputs = self._model(batch)
+        loss = self._model.get_loss_dict(outputs, batch)
+        metrics = self._model.get_metrics_dict(outputs, batch)
+        return outputs, loss, metrics
+
+    def get_train_loss_dict(self, step: int):
+        return self._step(self.datamanager.next_train(step))
+
+    @torch.no_grad()
+    def get_eval_loss_dict(self, step: int):
+        self.eval()
+        result = self._step(self.datamanager.next_eval(step))
+        self.train()
+        return result
+
+    @torch.no_grad()
+    def get_eval_image_metrics_and_images(self, step: int):
+        _, loss, metrics = self.get_eval_loss_dict(step)
+        batch_points = self.datamanager.get_train_rays_per_batch()
+        return {**{k: float(v) for k, v in metrics.items()}, "num_rays": batch_points}, {}
+
+    @torch.no_grad()
+    def get_average_eval_image_metrics(self, step: Optional[int] = None, output_path=None, get_std: bool = False):
+        pairs = self.datamanager.eval_pairs()
+        bs = self.datamanager.config.batch_size
+        totals: Dict[str, List[float]] = {}
+        self.eval()
+        for start in range(0, len(pairs), bs):
+            _, _, metrics = self._step(self.datamanager.collate(pairs[start : start + bs]))
+            for k, v in metrics.items():
+                totals.setdefault(k, []).append(float(v))
+        self.train()
+        return {k: float(np.mean(v)) for k, v in totals.items()}
+
+    def load_pipeline(self, loaded_state: Mapping[str, Any], step: int) -> None:
+        state = {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in loaded_state.items()}
+        self.load_state_dict(state)
