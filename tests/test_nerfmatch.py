@@ -132,7 +132,7 @@ def test_short_training_lowers_nerfmatch_loss(small_nerf_run, method):
     config = copy.deepcopy(spec.config)
     config.pipeline.datamanager.data = small_nerf_run
     config.pipeline.datamanager.min_overlap = 0.1
-    config.optimizers["nerfmatch"]["scheduler"] = None  # no warm-up in 40 steps
+    config.optimizers["nerfmatch"]["scheduler"] = None  # no warm-up in a short run
     torch.manual_seed(0)
     pipeline = config.pipeline.setup(device="cpu", test_mode="val")
     optimizers = Optimizers(config.optimizers, pipeline.get_param_groups())
@@ -148,7 +148,7 @@ def test_short_training_lowers_nerfmatch_loss(small_nerf_run, method):
         return {k: float(v) for k, v in loss.items()}
 
     before = total(fixed)
-    for step in range(40):
+    for step in range(120):
         _, loss_dict, _ = pipeline.get_train_loss_dict(step)
         optimizers.zero_grad_all()
         sum(loss_dict.values()).backward()

@@ -137,10 +137,9 @@ class CrossFireModel(NerflocNerfactoModel):
             directions=direction,
             pixel_area=torch.full((1, 1), 1e-6, device=self.device),
             camera_indices=torch.zeros((1, 1), dtype=torch.long, device=self.device),
-            nears=torch.full((1, 1), self.config.near_plane, device=self.device),
-            fars=torch.full((1, 1), self.config.far_plane, device=self.device),
         )
-        self.picked_descriptor = self.get_outputs(bundle)["descriptors"][0].float()
+        # the collider gives the ray the same near/far bounds as rays of rendered cameras
+        self.picked_descriptor = self.get_outputs(self.collider(bundle))["descriptors"][0].float()
         if getattr(self.viewer_control, "viewer", None) is not None:
             self.viewer_control.unregister_pointer_cb()
 
