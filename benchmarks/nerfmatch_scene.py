@@ -22,7 +22,9 @@ from typing import Dict, List, Optional
 import numpy as np
 import tyro
 
+from nerfloc_plugins.localize.nerfmatch_localizer import NerfMatchLocalizerConfig
 from nerfloc_plugins.localize.pipeline import RefineConfig
+from nerfloc_plugins.localize.pnp import PnPConfig
 from nerfloc_plugins.localize.refine import PhotometricConfig
 from nerfloc_plugins.localize.report import results_table, stage_lines
 from nerfloc_plugins.localize.retrieval import RetrievalConfig
@@ -43,6 +45,12 @@ class NerfMatchBenchmark:
     """Train the paper-setting methods (nerfmatch-mini, nerfmatch) instead of the CPU presets."""
     max_num_iterations: Optional[int] = None
     photometric_steps: int = 50
+    match_threshold: Optional[float] = 0.01
+    """Dual-softmax threshold at localization (CPU-trained matchers are under-confident; None: the model's)."""
+    pnp_threshold_px: float = 24.0
+    """RANSAC threshold at 640 px width (24 = 6 px at 160: Mini's 2D points are 8-px cell centres)."""
+    nerf_db: bool = False
+    """Also run the NeRF-rendered retrieval database rows (renders every mapping view: slow on CPU)."""
 
     def train(self, method: str) -> tuple[Path, float]:
         runs = self.output_dir / "runs"
@@ -60,6 +68,8 @@ class NerfMatchBenchmark:
             output_dir=self.output_dir / tag,
             refine=refine,
             retrieval=RetrievalConfig(source=source),
+            pnp=PnPConfig(threshold_px=self.pnp_threshold_px),
+            nerfmatch=NerfMatchLocalizerConfig(match_threshold=self.match_threshold),
             baseline_metrics=self.output_dir / "baseline_run" / "metrics.json",
         ).main()
         metrics["method"] = tag
