@@ -78,3 +78,29 @@ def small_nerf_run(tmp_path_factory) -> Path:
     """config.yml of a 300-iteration depth-supervised nerfloc-nerfacto-cpu run (64x48 images):
     opaque enough that rendered points are valid (NeRFMatch training needs covisible points)."""
     return train_small_run(tmp_path_factory.mktemp("small_nerf_run"), "small", (64, 48), frames=8, iterations=300)
+
+
+def train_pipeline_steps(config, steps: int):
+    """Set up ``config.pipeline`` on the CPU (seeded) and return it with a function running
+    ``n`` plain optimisation steps of its training losses (no schedulers)."""
+    import torch
+    from nerfstudio.engine.optimizers import Optimizers
+
+    torch.manual_seed(0)
+    pipeline = config.pipeline.setup(device="cpu", test_mode="val")
+    optimizers = Optimizers(config.optimizers, pipeline.get_param_groups())
+
+    def run() -> None:
+        for step in range(steps):
+            _, loss_dict, _ = pipeline.get_train_loss_dict(step)
+            optimizers.zero_grad_all()
+            sum(loss_dict.values()).backward()
+            optimizers.optimizer_step_all()
+
+    return pipeline, run
+
+
+@pytest.fixture
+def pipeline_trainer():
+    """:func:`train_pipeline_steps` for tests."""
+    return train_pipeline_steps

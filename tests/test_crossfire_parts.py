@@ -142,11 +142,10 @@ def eval_losses(pipeline, idx: int = 0) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("descriptor_loss", ["hinge", "contrastive"])
-def test_few_training_steps_lower_crossfire_losses(tmp_path, descriptor_loss):
+def test_few_training_steps_lower_crossfire_losses(tmp_path, descriptor_loss, pipeline_trainer):
     import copy
 
     from nerfloc_plugins.method_configs.crossfire_config import crossfire_cpu
-    from nerfstudio.engine.optimizers import Optimizers
 
     from nerfloc_plugins.data.synthetic_scene import write_sevenscenes_scene
 
@@ -155,15 +154,9 @@ def test_few_training_steps_lower_crossfire_losses(tmp_path, descriptor_loss):
     config = copy.deepcopy(crossfire_cpu.config)
     config.pipeline.datamanager.dataparser.data = scene
     config.pipeline.model.descriptor_loss = descriptor_loss
-    torch.manual_seed(0)
-    pipeline = config.pipeline.setup(device="cpu", test_mode="val")
-    optimizers = Optimizers(config.optimizers, pipeline.get_param_groups())
+    pipeline, train = pipeline_trainer(config, 60)
     before = eval_losses(pipeline)
-    for step in range(60):
-        _, loss_dict, _ = pipeline.get_train_loss_dict(step)
-        optimizers.zero_grad_all()
-        sum(loss_dict.values()).backward()
-        optimizers.optimizer_step_all()
+    train()
     after = eval_losses(pipeline)
     assert after["rgb_loss"] < 0.7 * before["rgb_loss"], (before, after)
     desc_before = sum(v for k, v in before.items() if k.startswith("descriptor_"))

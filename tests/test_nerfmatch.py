@@ -124,18 +124,15 @@ def test_rendered_point_features_shapes_and_layers(tiny_run):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["nerfmatch-mini-cpu", "nerfmatch-cpu"])
-def test_short_training_lowers_nerfmatch_loss(small_nerf_run, method):
+def test_short_training_lowers_nerfmatch_loss(small_nerf_run, method, pipeline_trainer):
     from nerfloc_plugins.method_configs.nerfmatch_config import nerfmatch_cpu, nerfmatch_mini_cpu
-    from nerfstudio.engine.optimizers import Optimizers
 
     spec = nerfmatch_mini_cpu if method == "nerfmatch-mini-cpu" else nerfmatch_cpu
     config = copy.deepcopy(spec.config)
     config.pipeline.datamanager.data = small_nerf_run
     config.pipeline.datamanager.min_overlap = 0.1
     config.optimizers["nerfmatch"]["scheduler"] = None  # no warm-up in a short run
-    torch.manual_seed(0)
-    pipeline = config.pipeline.setup(device="cpu", test_mode="val")
-    optimizers = Optimizers(config.optimizers, pipeline.get_param_groups())
+    pipeline, train = pipeline_trainer(config, 120)
     fixed = pipeline.datamanager.collate(pipeline.datamanager.train_pairs()[:8])
     assert (fixed["gt_cells"] >= 0).float().mean() > 0.2  # covisible pairs share points
 
@@ -148,11 +145,7 @@ def test_short_training_lowers_nerfmatch_loss(small_nerf_run, method):
         return {k: float(v) for k, v in loss.items()}
 
     before = total(fixed)
-    for step in range(120):
-        _, loss_dict, _ = pipeline.get_train_loss_dict(step)
-        optimizers.zero_grad_all()
-        sum(loss_dict.values()).backward()
-        optimizers.optimizer_step_all()
+    train()
     after = total(fixed)
     assert after["coarse_loss"] < 0.7 * before["coarse_loss"], (before, after)
     assert ("fine_loss" in after) == (method == "nerfmatch-cpu")
