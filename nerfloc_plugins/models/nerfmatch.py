@@ -19,7 +19,13 @@ from torch import Tensor, nn
 from nerfloc_plugins.encoders.nerfmatch_encoder import ImageEncoder, ImageEncoderConfig
 from nerfloc_plugins.localize.matching import mutual_argmax
 from nerfloc_plugins.models import nerfmatch_losses as losses
-from nerfloc_plugins.models.nerfmatch_matcher import FINE_HALF_EXTENT_PX, MatcherConfig, NerfMatcher, window_centres
+from nerfloc_plugins.models.nerfmatch_matcher import (
+    FINE_HALF_EXTENT_PX,
+    MatcherConfig,
+    NerfMatcher,
+    cell_centre,
+    window_centres,
+)
 
 
 @dataclass
@@ -99,10 +105,9 @@ class NerfMatchModel(nn.Module):
         out = self.matcher.coarse(tokens, grid, features[None], points_ns[None], valid[None])
         idx, scores = mutual_argmax(out["scores"], self.config.matcher.match_threshold)
         cells, points = idx[:, 1], idx[:, 2]
-        centres = window_centres(cells, grid[1]).to(tokens.device)
         if self.is_full:
             offset, _ = self.matcher.fine(fine, out["point_features"], idx[:, 0], cells, points, grid[1])
-            pixels = centres + offset
+            pixels = window_centres(cells, grid[1]).to(tokens.device) + offset
         else:
-            pixels = centres - 1.0  # the cell centre (8c + 4, 8r + 4)
+            pixels = cell_centre(cells, grid[1]).to(tokens.device)
         return torch.stack([cells, points], dim=1), pixels, scores

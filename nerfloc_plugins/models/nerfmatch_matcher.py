@@ -168,13 +168,17 @@ class NerfMatcher(nn.Module):
         return mean * FINE_HALF_EXTENT_PX, var
 
 
-def window_centres(cells: Tensor, grid_w: int) -> Tensor:
-    """Full-resolution pixel ``(x, y)`` of the fine window centre of each coarse cell index."""
+def cell_centre(cells: Tensor, grid_w: int) -> Tensor:
+    """Full-resolution pixel ``(8c + 4, 8r + 4)`` (x, y) of each coarse cell index ``r * grid_w + c``."""
     r, c = cells // grid_w, cells % grid_w
-    return torch.stack([8.0 * c + 5.0, 8.0 * r + 5.0], dim=-1)
+    return torch.stack([8.0 * c + 4.0, 8.0 * r + 4.0], dim=-1)
+
+
+def window_centres(cells: Tensor, grid_w: int) -> Tensor:
+    """Full-resolution pixel ``(8c + 5, 8r + 5)`` of the fine window centre of each coarse cell index."""
+    return cell_centre(cells, grid_w) + 1.0
 
 
 def cell_centres(height: int, width: int) -> Tensor:
-    """``(H/8 * W/8, 2)`` full-resolution pixel centres ``(8c + 4, 8r + 4)`` of the coarse cells."""
-    r, c = torch.meshgrid(torch.arange(height // 8), torch.arange(width // 8), indexing="ij")
-    return torch.stack([8.0 * c.reshape(-1) + 4.0, 8.0 * r.reshape(-1) + 4.0], dim=-1)
+    """``(H/8 * W/8, 2)`` centres of all coarse cells of an image, row-major."""
+    return cell_centre(torch.arange((height // 8) * (width // 8)), width // 8)
