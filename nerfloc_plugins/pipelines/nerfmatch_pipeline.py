@@ -75,6 +75,11 @@ class MatchScene:
             self._rendered[index] = self.points.render(frame.c2w, frame.intrinsics)
         return self._rendered[index]
 
+    def valid_points(self, index: int) -> np.ndarray:
+        """Dataset-frame points of training frame ``index``'s valid rendered rays."""
+        rendered = self.rendered(index)
+        return rendered.points[rendered.valid.cpu().numpy()]
+
     def image(self, frame: PosedFrame) -> Tensor:
         """``(3, H, W)`` cropped at the bottom/right to sides divisible by 8."""
         if frame.name not in self._images:
@@ -138,10 +143,7 @@ class NerfMatchDataManager:
                 if s == 0 and self.config.pairs_file is not None:
                     pairs += self._pairs_from_file(scene)
                     continue
-                points = [
-                    scene.rendered(i).points[scene.rendered(i).valid.cpu().numpy()]
-                    for i in range(len(scene.train_frames))
-                ]
+                points = [scene.valid_points(i) for i in range(len(scene.train_frames))]
                 for q, r, _ in covisible_pairs(
                     scene.train_frames, points, self.config.pairs_per_frame, self.config.min_overlap
                 ):
@@ -166,8 +168,9 @@ class NerfMatchDataManager:
         if self._eval is None:
             pairs = []
             for s, scene in enumerate(self.scenes):
+                points = [scene.valid_points(i) for i in range(len(scene.train_frames))]
                 for frame in scene.test_frames:
-                    scores = [overlap(scene.rendered(i).points, frame) for i in range(len(scene.train_frames))]
+                    scores = [overlap(p, frame) for p in points]
                     pairs.append(MatchPair(s, frame, int(np.argmax(scores))))
             step = max(1, len(pairs) // max(1, self.config.num_eval_pairs))
             self._eval = pairs[::step][: self.config.num_eval_pairs]
