@@ -9,6 +9,8 @@ the architecture but shrink widths, attention depth and batch so they train in m
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from nerfstudio.configs.base_config import MachineConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import CosineDecaySchedulerConfig
@@ -19,6 +21,15 @@ from nerfloc_plugins.engine.trainer import NerflocTrainerConfig
 from nerfloc_plugins.models.nerfmatch import NerfMatchModelConfig
 from nerfloc_plugins.models.nerfmatch_matcher import MatcherConfig
 from nerfloc_plugins.pipelines.nerfmatch_pipeline import NerfMatchDataManagerConfig, NerfMatchPipelineConfig
+
+
+@dataclass
+class NerfMatchTrainerConfig(NerflocTrainerConfig):
+    """Trainer config whose ``pipeline`` field is typed as NeRFMatch's pipeline, so that tyro
+    exposes ``--pipeline.model.*`` / ``--pipeline.datamanager.*`` directly (with the base
+    class's ``VanillaPipelineConfig`` annotation it would hide them behind a subcommand)."""
+
+    pipeline: NerfMatchPipelineConfig = field(default_factory=NerfMatchPipelineConfig)
 
 
 def nerfmatch_optimizers(lr: float, max_steps: int) -> dict:
@@ -44,7 +55,7 @@ def nerfmatch_method(name: str, variant: str, lr: float, steps: int, cpu: bool) 
             MatcherConfig(variant=variant),
             NerfMatchDataManagerConfig(),
         )
-    config = NerflocTrainerConfig(
+    config = NerfMatchTrainerConfig(
         method_name=name,
         steps_per_eval_batch=100 if cpu else 500,
         steps_per_eval_image=100 if cpu else 1000,

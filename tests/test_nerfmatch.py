@@ -175,3 +175,17 @@ def _no_warning():
     import contextlib
 
     return contextlib.nullcontext()
+
+
+def test_ns_train_exposes_nerfmatch_options_without_a_subcommand():
+    """``ns-train nerfmatch-mini-cpu --pipeline.model.encoder.backbone aliked --data RUN/config.yml``
+    parses as written (no hidden ``pipeline:...`` subcommand)."""
+    import tyro
+    from nerfstudio.configs.method_configs import AnnotatedBaseConfigUnion
+
+    args = ["nerfmatch-mini-cpu", "--pipeline.model.encoder.backbone", "aliked", "--data", "run/config.yml",
+            "--pipeline.datamanager.batch-size", "2"]  # fmt: skip
+    config = tyro.cli(AnnotatedBaseConfigUnion, args=args)
+    assert config.pipeline.model.encoder.backbone == "aliked"
+    assert str(config.data) == "run/config.yml"  # ns-train copies it to pipeline.datamanager.data
+    assert config.pipeline.datamanager.batch_size == 2
