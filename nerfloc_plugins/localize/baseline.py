@@ -8,7 +8,6 @@ cannot render at new poses, so it has no iterative or photometric refinement.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from typing import Dict, List, Literal, Optional
 
 import numpy as np
@@ -18,25 +17,13 @@ from PIL import Image
 from nerfloc_plugins.data.frames import PosedFrame, load_depth_meters
 from nerfloc_plugins.data.posed_frames_dataparser import PosedFramesDataParser
 from nerfloc_plugins.geometry.projection import backproject
-from nerfloc_plugins.localize.features import (
-    LearnedExtractor,
-    LearnedFeaturesConfig,
-    LocalFeatures,
-    SiftConfig,
-    SiftExtractor,
+from nerfloc_plugins.localize.feature_matching import (  # noqa: F401 (re-exported)
+    FeatureMatchConfig,
+    LocalFeatureMatcher,
+    match_descriptors,
 )
+from nerfloc_plugins.localize.features import LearnedFeaturesConfig, LocalFeatures, SiftConfig
 from nerfloc_plugins.localize.localizer import Localizer, MapView, QueryDescription
-from nerfloc_plugins.localize.matching import LightGlueMatcher, cosine_similarity, mutual_nearest_neighbors
-
-
-@dataclass
-class FeatureMatchConfig:
-    """Mutual nearest neighbours on cosine similarity of L2-normalised descriptors."""
-
-    min_similarity: float = 0.75
-    """Cosine threshold (RootSIFT: ~0.75)."""
-    ratio: Optional[float] = 0.85
-    """Lowe's ratio test (None = off)."""
 
 
 def load_rgb(path) -> np.ndarray:
@@ -80,13 +67,6 @@ def lifted_view(extractor, image: np.ndarray, depth: np.ndarray, frame: PosedFra
     )
 
 
-def match_descriptors(query: torch.Tensor, view: torch.Tensor, config: FeatureMatchConfig) -> np.ndarray:
-    if len(query) == 0 or len(view) == 0:
-        return np.zeros((0, 2), dtype=int)
-    matches, _ = mutual_nearest_neighbors(cosine_similarity(query, view), config.min_similarity, config.ratio)
-    return matches.cpu().numpy()
-
-
 class ClassicalLocalizer(Localizer):
     """Local features of the mapping images lifted with depth + PnP.
 
@@ -108,14 +88,8 @@ class ClassicalLocalizer(Localizer):
         self.parser = parser
         self.device = torch.device(device)
         self.name = f"classical-{features}"
-        self.matching = matching or FeatureMatchConfig()
-        self.lightglue = None
-        if features == "sift":
-            self.extractor = SiftExtractor(sift or SiftConfig())
-        else:
-            learned = replace(learned or LearnedFeaturesConfig(), name=features)
-            self.extractor = LearnedExtractor(learned, device)
-            self.lightglue = LightGlueMatcher(features, device)
+        self.features = LocalFeatureMatcher(features, sift, matching, learned, device)
+        self.extractor = self.features.extract
         self.scene = parser.config.data.name
         self._map_frames = parser.frames("train")
         missing = [f.name for f in self._map_frames if f.depth_path is None]
@@ -151,10 +125,8 @@ class ClassicalLocalizer(Localizer):
         return self._views[reference.name]
 
     def match(self, query: QueryDescription, view: MapView) -> np.ndarray:
-        if self.lightglue is None:
-            return match_descriptors(query.descriptors, view.descriptors, self.matching)
         q, v = query.intrinsics, view.intrinsics
-        matches, _ = self.lightglue(
+        return self.features.match_tensors(
             query.keypoints,
             query.descriptors,
             (q.width, q.height),
@@ -162,7 +134,6 @@ class ClassicalLocalizer(Localizer):
             view.descriptors,
             (v.width, v.height),
         )
-        return matches.numpy()
 
     def retrieval_image(self, frame: PosedFrame, source: str) -> np.ndarray:
         if source != "images":

@@ -59,6 +59,9 @@ class Localizer(ABC):
     scene: str = "scene"
     #: True when ``map_view`` can produce features at any pose (iterative refinement works)
     renders_at_any_pose: bool = False
+    #: False for scene-coordinate regressors: 2D-3D matches come from the query alone
+    #: (:meth:`regress_correspondences`), with no retrieval, rendering or matching
+    needs_prior: bool = True
 
     @abstractmethod
     def map_frames(self) -> List[PosedFrame]:
@@ -88,6 +91,11 @@ class Localizer(ABC):
         """
         m = self.match(query, view)
         return m, query.keypoints[m[:, 0]]
+
+    def regress_correspondences(self, query: QueryDescription) -> Tuple[np.ndarray, np.ndarray]:
+        """``(K, 2)`` query pixels and their ``(K, 3)`` dataset-frame points, predicted from the
+        query alone (localizers with ``needs_prior = False``)."""
+        raise NotImplementedError(f"{self.name} matches against map views; it does not regress coordinates")
 
     def retrieval_image(self, frame: PosedFrame, source: str) -> np.ndarray:
         """Database image for retrieval: the stored image, or one rendered at the frame's pose."""

@@ -2,7 +2,8 @@
 
 Stages (hloc-like, each timed per query): ``prior`` (retrieval), ``features`` (query
 description), ``render`` (map features at a pose), ``match``, ``pnp``, ``refine``.
-Top-k priors are merged at the match level (all 2D-3D matches go into one PnP).
+Scene-coordinate regressors (``Localizer.needs_prior = False``, e.g. D2S) skip prior, render
+and match: their ``match`` stage is the regression.  Top-k priors are merged at the match level (all 2D-3D matches go into one PnP).
 Iterative refinement re-renders at the estimate and matches again until the update is
 below tolerance; photometric refinement (when the localizer has a field) optimises the
 pose through it and then re-matches once.
@@ -132,11 +133,13 @@ def match_views(localizer: Localizer, query: QueryDescription, views: List[MapVi
 
 
 def localize_query(
-    localizer: Localizer, frame: PosedFrame, priors_fn: PriorSource, config: PipelineConfig
+    localizer: Localizer, frame: PosedFrame, priors_fn: Optional[PriorSource], config: PipelineConfig
 ) -> QueryResult:
     timer = StageTimer()
     with timer("features"):
         query = localizer.describe_query(frame)
+    if not localizer.needs_prior:
+        return regress_query(localizer, frame, query, config, timer)
     with timer("prior"):
         priors = priors_fn(frame, query.image)
     with timer("render"):
@@ -164,6 +167,26 @@ def localize_query(
         view=vis_view,
         matches=vis_matches,
         inliers=vis_inliers,
+    )
+
+
+def regress_query(
+    localizer: Localizer, frame: PosedFrame, query: QueryDescription, config: PipelineConfig, timer: StageTimer
+) -> QueryResult:
+    """Scene-coordinate regression: 2D-3D matches predicted from the query, then PnP."""
+    with timer("match"):
+        pts2d, pts3d = localizer.regress_correspondences(query)
+    with timer("pnp"):
+        result = solve_pnp(pts2d, pts3d, query.intrinsics, config.pnp)
+    return QueryResult(
+        frame=frame,
+        w2c=result.w2c,
+        retrieved=[],
+        num_matches=len(pts2d),
+        num_inliers=result.num_inliers,
+        iterations=0,
+        timings={stage: timer.times.get(stage, 0.0) for stage in STAGES},
+        query=query,
     )
 
 
@@ -202,7 +225,7 @@ def run_localization(
     queries = localizer.query_frames(split)
     if max_queries is not None:
         queries = queries[:max_queries]
-    priors = PriorSource(localizer, config)
+    priors = PriorSource(localizer, config) if localizer.needs_prior else None
     results: List[QueryResult] = []
     errors_cm: List[float] = []
     columns = [
@@ -220,4 +243,4 @@ def run_localization(
             err = pose_error(res.w2c, invert_rigid(frame.c2w))[0] * 100 if res.w2c is not None else float("inf")
             errors_cm.append(err)
             progress.update(task, advance=1, median=f"{np.median(errors_cm):.1f} cm")
-    return results, priors.build_seconds
+    return results, priors.build_seconds if priors is not None else 0.0

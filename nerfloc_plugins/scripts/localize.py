@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, List, Literal, Optional, Tuple, Type
 
 from nerfloc_plugins.localize.crossfire_localizer import CrossFireLocalizer, CrossFireLocalizerConfig
+from nerfloc_plugins.localize.d2s_localizer import D2SLocalizer, D2SLocalizerConfig, D2SRun
 from nerfloc_plugins.localize.localizer import Localizer
 from nerfloc_plugins.localize.nerfmatch_localizer import NerfMatchLocalizer, NerfMatchLocalizerConfig
 from nerfloc_plugins.localize.pipeline import PipelineConfig, RefineConfig
@@ -44,12 +45,13 @@ LOCALIZERS: List[Tuple[Type, Callable[["Localize"], Localizer]]] = [
 ]
 
 
-def model_config_of(load_config: Path):
+def run_config_of(load_config: Path):
+    """The object in an ``ns-train`` ``config.yml`` (or a ``d2s_run.yml``)."""
     import yaml
 
     if not load_config.is_file():
         raise SystemExit(f"error: {load_config}: config file not found (expected ns-train's config.yml)")
-    return yaml.load(load_config.read_text(), Loader=yaml.Loader).pipeline.model
+    return yaml.load(load_config.read_text(), Loader=yaml.Loader)
 
 
 @dataclass
@@ -57,7 +59,8 @@ class Localize:
     """Localize the queries of a trained map's dataset and write poses, metrics and a report."""
 
     load_config: Path
-    """``config.yml`` of an ``ns-train`` run of a nerfloc method."""
+    """``config.yml`` of an ``ns-train`` run of a nerfloc method, or ``d2s_run.yml`` of
+    ``ns-nerfloc-train-d2s``."""
     output_dir: Path = Path("outputs/localize")
     split: Literal["test", "train"] = "test"
     max_queries: Optional[int] = None
@@ -73,11 +76,16 @@ class Localize:
     """Options of the CrossFire localizer (crossfire maps)."""
     nerfmatch: NerfMatchLocalizerConfig = field(default_factory=NerfMatchLocalizerConfig)
     """Options of the NeRFMatch localizer (nerfmatch / nerfmatch-mini runs)."""
+    d2s: D2SLocalizerConfig = field(default_factory=D2SLocalizerConfig)
+    """Options of the D2S localizer (d2s_run.yml)."""
     baseline_metrics: Optional[Path] = None
     """``metrics.json`` of ``ns-localize-baseline`` to show beside this method in report.md."""
 
     def localizer(self) -> Localizer:
-        model = model_config_of(self.load_config)
+        run = run_config_of(self.load_config)
+        if isinstance(run, D2SRun):
+            return D2SLocalizer(self.load_config, self.d2s)
+        model = run.pipeline.model
         for config_type, factory in LOCALIZERS:
             if isinstance(model, config_type):
                 return factory(self)
