@@ -103,13 +103,16 @@ class NerfMatchBenchmark:
         rows: List[dict] = [
             self.localize(configs["mini"], "nerfmatch-mini", RefineConfig(iterations=0)),
             self.localize(configs["mini"], "nerfmatch-mini + photometric + re-match", photometric),
-            self.localize(configs["mini"], "nerfmatch-mini + photometric, NeRF DB", photometric, source="nerf"),
             self.localize(configs["full"], "nerfmatch", RefineConfig(iterations=0)),
             self.localize(configs["full"], "nerfmatch + 1 iterative", RefineConfig(iterations=1)),
-            self.localize(
-                configs["full"], "nerfmatch + 1 iterative, NeRF DB", RefineConfig(iterations=1), source="nerf"
-            ),
         ]
+        if self.nerf_db:
+            rows += [
+                self.localize(configs["mini"], "nerfmatch-mini + photometric, NeRF DB", photometric, source="nerf"),
+                self.localize(
+                    configs["full"], "nerfmatch + 1 iterative, NeRF DB", RefineConfig(iterations=1), source="nerf"
+                ),
+            ]
         timing = self.render_timing(configs["full"])
         result = {
             "rows": rows,

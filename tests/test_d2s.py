@@ -221,3 +221,84 @@ def test_keypoint_views_round_trip_and_bad_file(tmp_path):
         load_views(tmp_path / "bad.npz")
     with pytest.raises(FileNotFoundError, match="missing.npz"):
         load_views(tmp_path / "missing.npz")
+
+
+def test_triangulated_labels_recover_planted_points():
+    from nerfloc_plugins.data.frames import Intrinsics, PosedFrame
+    from nerfloc_plugins.geometry.projection import project
+    from nerfloc_plugins.localize.features import LocalFeatures
+    from nerfloc_plugins.synthesis.descriptor_synthesis import triangulate_labels
+
+    rng = np.random.default_rng(7)
+    points = rng.uniform(-1, 1, size=(25, 3)) + np.array([0, 0, 4.0])
+    intr = Intrinsics(fx=300.0, fy=300.0, cx=160.0, cy=120.0, width=320, height=240)
+    frames, features = [], []
+    eye = np.eye(25, dtype=np.float32)
+    for k, x in enumerate([-0.6, 0.0, 0.6]):
+        c2w = np.eye(4)
+        c2w[:3, 3] = [x, 0.1 * k, 0.0]
+        uv, _ = project(points, intr.matrix(), invert_rigid(c2w))
+        frames.append(PosedFrame(f"f{k}", None, c2w, intr))
+        features.append(LocalFeatures(uv + 0.1 * rng.normal(size=uv.shape), eye))
+    labels = triangulate_labels(frames, features, PlantedMatcher({}), neighbours=1)
+    for lab in labels:
+        ok = np.isfinite(lab).all(axis=1)
+        assert ok.mean() > 0.9
+        assert np.median(np.linalg.norm(lab[ok] - points[ok], axis=1)) < 0.02
+
+
+def test_inherited_labels_reproject_onto_keypoints_of_a_novel_view():
+    """ALIKED + LightGlue between two real views of the analytic example room and a view rendered
+    (exactly) between them: inherited depth-lifted labels project onto the synthetic keypoints."""
+    from nerfloc_plugins.data.frames import Intrinsics, PosedFrame
+    from nerfloc_plugins.data.synthetic_scene import default_sequences, demo_room, render_view
+    from nerfloc_plugins.geometry.projection import project
+    from nerfloc_plugins.localize.feature_matching import LocalFeatureMatcher
+    from nerfloc_plugins.synthesis.descriptor_synthesis import label_synthetic_view, lift_with_depth, real_view
+
+    boxes = demo_room()
+    intr = Intrinsics(525.0, 525.0, 320.0, 240.0, 640, 480).scaled_to(160, 120)
+    poses = default_sequences(12, 1)[1][1]
+    matcher = LocalFeatureMatcher("aliked")
+    refs = []
+    for k, c2w in enumerate(poses[:2]):
+        rgb, depth = render_view(boxes, c2w, intr, 1)
+        frame = PosedFrame(f"r{k}", None, c2w, intr)
+        feats = matcher.extract(rgb)
+        refs.append(real_view(frame, feats, lift_with_depth(feats, depth, frame)))
+    pose = synthesize_poses(poses[:2], PoseSynthesisConfig(top_k=1, samples_per_pair=1))[0]
+    assert pose.fraction == 0.5
+    image, _ = render_view(boxes, pose.c2w, intr, 1)
+    result = label_synthetic_view("s", image, pose, PosedFrame("r0", None, poses[0], intr), refs, matcher, 31)
+    assert result.view is not None and result.num_matched >= 31
+    v = result.view
+    uv, _ = project(v.points3d[v.labelled].astype(np.float64), v.K, invert_rigid(v.c2w))
+    errors = np.linalg.norm(uv - v.keypoints[v.labelled], axis=1)
+    assert np.median(errors) < 1.5 and np.mean(errors < 4) > 0.8, np.percentile(errors, [25, 50, 75, 90])
+
+
+@pytest.mark.slow
+def test_synthesis_cli_writes_poses_views_and_labels(small_nerf_run, tmp_path):
+    """ns-nerfloc-synthesize on a small trained run: pose count, files, kept views and labels."""
+    from nerfloc_plugins.scripts.synthesize import Synthesize
+    from nerfloc_plugins.synthesis.keypoint_views import load_views
+    from nerfloc_plugins.synthesis.pose_synthesis import nearest_pose_pairs
+
+    out = tmp_path / "synth"
+    config = PoseSynthesisConfig(top_k=1, samples_per_pair=3)
+    summary = Synthesize(load_config=small_nerf_run, output_dir=out, poses=config, features="sift", eta=100).main()
+    real = load_views(out / "real.npz")
+    centres = np.array([v.c2w[:3, 3] for v in real])
+    assert summary["num_synthesized"] == 3 * len(nearest_pose_pairs(centres, 1))
+    assert summary["labels"] == "depth" and summary["real_labelled_fraction"] > 0.5
+    assert len(list(csv.DictReader(open(out / "poses.csv")))) == summary["num_synthesized"]
+    assert len(json.loads((out / "camera_path.json").read_text())["camera_path"]) == summary["num_synthesized"]
+    if summary["num_kept"]:
+        views = load_views(out / "synthetic.npz")
+        assert len(views) == summary["num_kept"] and all(v.synthetic for v in views)
+        assert all(len(v) >= summary["min_matches"] for v in views)
+        assert len(list((out / "images").glob("*.png"))) == summary["num_kept"]
+    # dropping every view: nothing kept, and the summary says so
+    none = Synthesize(load_config=small_nerf_run, output_dir=tmp_path / "none", poses=config, features="sift",
+                      eta=10**6).main()  # fmt: skip
+    assert none["num_kept"] == 0 and not (tmp_path / "none" / "synthetic.npz").exists()

@@ -43,6 +43,19 @@ def test_pnp_recovers_known_camera_with_outliers(solver):
     assert (result.inliers == inlier_truth).mean() > 0.95
 
 
+def test_pnp_threshold_floor_for_cell_centre_points():
+    """2D points snapped to 8x8 cell centres (NeRFMatch-Mini): a 2 px threshold keeps few of them,
+    the 4*sqrt(2) px floor keeps most of them."""
+    w2c, points, uv = known_scene(n=150)
+    snapped = (np.floor(uv / 8) * 8 + 4).clip(0, 160)
+    plain = solve_pnp(snapped, points, INTR, PnPConfig(threshold_px=8.0))
+    floored = solve_pnp(snapped, points, INTR, PnPConfig(threshold_px=8.0), min_threshold_px=4 * 2**0.5)
+    assert floored.success and floored.inliers.mean() > 0.8
+    assert not plain.success or plain.inliers.mean() < floored.inliers.mean() - 0.2, plain.inliers.mean()
+    dt, dr = metrics.pose_error(floored.w2c, w2c)
+    assert dt < 0.1 and dr < 1.5
+
+
 def test_pnp_fails_cleanly_with_too_few_points():
     _, points, uv = known_scene(n=5)
     result = solve_pnp(uv, points, INTR, PnPConfig(min_inliers=6))

@@ -62,6 +62,9 @@ class Localizer(ABC):
     #: False for scene-coordinate regressors: 2D-3D matches come from the query alone
     #: (:meth:`regress_correspondences`), with no retrieval, rendering or matching
     needs_prior: bool = True
+    #: how far (pixels, query resolution) a matched 2D position may be from the true one by
+    #: construction; PnP's inlier threshold is never below it (0: keypoint-accurate)
+    keypoint_precision_px: float = 0.0
 
     @abstractmethod
     def map_frames(self) -> List[PosedFrame]:

@@ -64,6 +64,8 @@ class NerfMatchLocalizer(FieldLocalizer):
         if self.config.match_threshold is not None:
             self.matcher.config.matcher.match_threshold = self.config.match_threshold
         self.name = "nerfmatch" if self.matcher.is_full else "nerfmatch-mini"
+        # Mini's 2D points are 8x8 cell centres: the true pixel is up to 4*sqrt(2) px away
+        self.keypoint_precision_px = 0.0 if self.matcher.is_full else 4.0 * 2**0.5
 
     def describe_query(self, frame: PosedFrame) -> NerfMatchQuery:
         intr = frame.intrinsics.cropped_to_multiple_of(8)  # pixel coordinates and K are unchanged

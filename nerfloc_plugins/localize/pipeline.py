@@ -147,7 +147,7 @@ def localize_query(
     with timer("match"):
         pts2d, pts3d, per_view = match_views(localizer, query, views)
     with timer("pnp"):
-        result = solve_pnp(pts2d, pts3d, query.intrinsics, config.pnp)
+        result = solve_pnp(pts2d, pts3d, query.intrinsics, config.pnp, localizer.keypoint_precision_px)
     num_matches, vis_view, vis_matches = len(pts2d), views[0] if views else None, per_view[0] if per_view else None
     vis_inliers = result.inliers[: len(vis_matches)] if vis_matches is not None else None
     iterations = 0
@@ -177,7 +177,7 @@ def regress_query(
     with timer("match"):
         pts2d, pts3d = localizer.regress_correspondences(query)
     with timer("pnp"):
-        result = solve_pnp(pts2d, pts3d, query.intrinsics, config.pnp)
+        result = solve_pnp(pts2d, pts3d, query.intrinsics, config.pnp, localizer.keypoint_precision_px)
     return QueryResult(
         frame=frame,
         w2c=result.w2c,
@@ -207,7 +207,7 @@ def refine_iteratively(
         for _ in range(rounds):
             view = localizer.map_view(invert_rigid(result.w2c))
             m, uv = localizer.correspondences(query, view)
-            new = solve_pnp(uv, view.points3d[m[:, 1]], query.intrinsics, config.pnp)
+            new = solve_pnp(uv, view.points3d[m[:, 1]], query.intrinsics, config.pnp, localizer.keypoint_precision_px)
             iterations += 1
             if not new.success:
                 break

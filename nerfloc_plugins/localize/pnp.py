@@ -45,16 +45,23 @@ class PnPResult:
 
 
 def solve_pnp(
-    points2d: np.ndarray, points3d: np.ndarray, intrinsics: Intrinsics, config: Optional[PnPConfig] = None
+    points2d: np.ndarray,
+    points3d: np.ndarray,
+    intrinsics: Intrinsics,
+    config: Optional[PnPConfig] = None,
+    min_threshold_px: float = 0.0,
 ) -> PnPResult:
-    """Estimate the w2c pose from 2D-3D correspondences; failure below ``min_inliers``."""
+    """Estimate the w2c pose from 2D-3D correspondences; failure below ``min_inliers``.
+
+    ``min_threshold_px`` (pixels at ``intrinsics``' resolution) floors the inlier threshold for
+    2D points that are only known to within a cell (e.g. NeRFMatch-Mini's 8x8 cell centres)."""
     config = config or PnPConfig()
     points2d = np.ascontiguousarray(points2d, dtype=np.float64).reshape(-1, 2)
     points3d = np.ascontiguousarray(points3d, dtype=np.float64).reshape(-1, 3)
     n = len(points2d)
     if n < max(4, config.min_inliers):
         return PnPResult(None, np.zeros(n, dtype=bool))
-    threshold = config.threshold_px * intrinsics.width / config.threshold_reference_width
+    threshold = max(config.threshold_px * intrinsics.width / config.threshold_reference_width, min_threshold_px)
     params = [intrinsics.fx, intrinsics.fy, intrinsics.cx, intrinsics.cy]
     if config.solver == "poselib":
         import poselib

@@ -77,7 +77,7 @@ class PhotometricRefiner:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         with torch.no_grad():
             out = np.eye(4)
             out[:3] = perturb(pose, xi).double().cpu().numpy()

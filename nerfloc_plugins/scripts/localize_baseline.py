@@ -33,6 +33,8 @@ class LocalizeBaseline:
     output_dir: Path = Path("outputs/localize-baseline")
     split: Literal["test", "train"] = "test"
     max_queries: Optional[int] = None
+    train_stride: int = 1
+    """Map with every n-th training frame only (the few-shot setting of D2S + descriptor synthesis)."""
     pairs: Optional[Path] = None
     """hloc/PixLoc retrieval pairs (``query db`` lines) instead of built-in retrieval."""
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
@@ -46,7 +48,7 @@ class LocalizeBaseline:
 
     def main(self) -> dict:
         config = DATAPARSERS[self.dataparser].config
-        parser = type(config)(**{**vars(config), "data": self.data}).setup()
+        parser = type(config)(**{**vars(config), "data": self.data, "train_stride": self.train_stride}).setup()
         localizer = ClassicalLocalizer(parser, self.features, self.sift, self.matching, self.learned, self.device)
         pipeline = PipelineConfig(self.retrieval, self.pairs, self.pnp)
         return localize_and_report(localizer, pipeline, self.output_dir, self.split, self.max_queries)
