@@ -1,34 +1,59 @@
 #!/usr/bin/env bash
-# End-to-end demo on the shipped example scene (CPU): train CrossFire (a Nerfacto map with a
-# descriptor field and a query CNN), render held-out views, localize the query sequence with the
-# classical baseline and with CrossFire through the shared ns-localize pipeline, side by side.
+# End-to-end demo on the shipped example scene (CPU). Localizes the query sequence with the
+# classical baseline and, through the shared ns-localize pipeline, with each method, every report
+# beside the baseline:
+#   crossfire  train crossfire-cpu (Nerfacto + descriptor field + query CNN), render held-out views,
+#              localize (3 iterations)                                               ~11 min
+#   nerfmatch  train nerfloc-nerfacto-cpu (the frozen NeRF), train nerfmatch-mini-cpu on it,
+#              localize with photometric refinement + re-match                       ~18 min
+# NERFLOC_DEMO_METHODS="crossfire nerfmatch" (the default) picks the methods to run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${NERFLOC_DEMO_OUT:-demo_outputs}
+METHODS=${NERFLOC_DEMO_METHODS:-crossfire nerfmatch}
 SCENE=examples/demo_room
-CONFIG="$OUT/demo_room/crossfire-cpu/demo/config.yml"
+BASELINE="$OUT/localize-baseline/metrics.json"
+has() { [[ " $METHODS " == *" $1 "* ]]; }
 
-echo "== 1/4 train crossfire (CPU preset) on $SCENE"
-rm -rf "$OUT/demo_room/crossfire-cpu/demo"
-start=$(date +%s)
-ns-train crossfire-cpu --output-dir "$OUT" --experiment-name demo_room --timestamp demo \
-    --viewer.quit-on-train-completion True \
-    sevenscenes-data --data "$SCENE"
-echo "training took $(( $(date +%s) - start )) s"
-
-echo "== 2/4 render held-out query views (ground truth | RGB | depth | GT depth)"
-nerfloc-render-views --load-config "$CONFIG" --output-dir "$OUT/renders" --num-views 4
-
-echo "== 3/4 localize the query sequence with the classical baseline (shared ns-localize pipeline)"
+echo "== baseline: localize the query sequence with the classical baseline (SIFT lifted by depth)"
 ns-localize-baseline --data "$SCENE" --output-dir "$OUT/localize-baseline"
 
-echo "== 4/4 localize the query sequence with CrossFire (3 iterations), reported beside the baseline"
-# the example's queries are 160x120: render the map at 2x the CNN map (80x60, see docs/crossfire.md)
-ns-localize --load-config "$CONFIG" --output-dir "$OUT/localize-crossfire" --crossfire.render-scale 2 \
-    --baseline-metrics "$OUT/localize-baseline/metrics.json"
+if has crossfire; then
+    CONFIG="$OUT/demo_room/crossfire-cpu/demo/config.yml"
+    echo "== crossfire 1/3: train crossfire-cpu on $SCENE"
+    rm -rf "$OUT/demo_room/crossfire-cpu/demo"
+    start=$(date +%s)
+    ns-train crossfire-cpu --output-dir "$OUT" --experiment-name demo_room --timestamp demo \
+        --viewer.quit-on-train-completion True \
+        sevenscenes-data --data "$SCENE"
+    echo "training took $(( $(date +%s) - start )) s"
+    echo "== crossfire 2/3: render held-out query views (ground truth | RGB | depth | GT depth)"
+    nerfloc-render-views --load-config "$CONFIG" --output-dir "$OUT/renders" --num-views 4
+    echo "== crossfire 3/3: localize with CrossFire (3 iterations), reported beside the baseline"
+    # the example's queries are 160x120: render the map at 2x the CNN map (80x60, see docs/crossfire.md)
+    ns-localize --load-config "$CONFIG" --output-dir "$OUT/localize-crossfire" --crossfire.render-scale 2 \
+        --baseline-metrics "$BASELINE"
+fi
 
-echo "demo done:"
-echo "  map:          $CONFIG   (ns-viewer --load-config $CONFIG: outputs descriptor_pca, descriptor_similarity)"
-echo "  renders:      $OUT/renders (panels + metrics.json)"
-echo "  localization: $OUT/localize-crossfire/report.md (beside the baseline; poses.txt, metrics.json, per_query.csv, plots/)"
-echo "                $OUT/localize-baseline/report.md"
+if has nerfmatch; then
+    NERF="$OUT/demo_room/nerfloc-nerfacto-cpu/demo/config.yml"
+    MATCHER="$OUT/demo_room/nerfmatch-mini-cpu/demo/config.yml"
+    echo "== nerfmatch 1/3: train the frozen NeRF (nerfloc-nerfacto-cpu) on $SCENE"
+    rm -rf "$OUT/demo_room/nerfloc-nerfacto-cpu/demo" "$OUT/demo_room/nerfmatch-mini-cpu/demo"
+    ns-train nerfloc-nerfacto-cpu --output-dir "$OUT" --experiment-name demo_room --timestamp demo \
+        --viewer.quit-on-train-completion True \
+        sevenscenes-data --data "$SCENE"
+    echo "== nerfmatch 2/3: train NeRFMatch-Mini (CPU preset) on the frozen NeRF's features"
+    ns-train nerfmatch-mini-cpu --data "$NERF" --output-dir "$OUT" --experiment-name demo_room --timestamp demo \
+        --viewer.quit-on-train-completion True
+    echo "== nerfmatch 3/3: localize with NeRFMatch-Mini + photometric refinement + re-match, beside the baseline"
+    ns-localize --load-config "$MATCHER" --output-dir "$OUT/localize-nerfmatch-mini" \
+        --refine.iterations 0 --refine.photometric.steps 50 --baseline-metrics "$BASELINE"
+fi
+
+echo "demo done ($METHODS):"
+echo "  baseline:     $OUT/localize-baseline/report.md"
+has crossfire && echo "  crossfire:    $OUT/localize-crossfire/report.md; map $OUT/demo_room/crossfire-cpu/demo/config.yml" \
+    "(ns-viewer: descriptor_pca, descriptor_similarity); renders in $OUT/renders"
+has nerfmatch && echo "  nerfmatch:    $OUT/localize-nerfmatch-mini/report.md; matcher $OUT/demo_room/nerfmatch-mini-cpu/demo/config.yml"
+echo "  each report: poses.txt, metrics.json, per_query.csv, report.md (beside the baseline), plots/"

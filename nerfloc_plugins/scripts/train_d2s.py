@@ -75,6 +75,7 @@ class TrainD2S:
             checkpoint=Path("d2s.pt"),
             features=summary["features"],
             max_keypoints=int(summary["max_keypoints"]),
+            superpoint_weights=Path(summary["superpoint_weights"]) if summary.get("superpoint_weights") else None,
             synthetic=self.synthetic and len(views) > num_real,
         )
         save_run(run, self.output_dir / "d2s_run.yml")
