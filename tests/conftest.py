@@ -62,7 +62,7 @@ def train_small_run(root: Path, name: str, size: tuple, frames: int, iterations:
         "--pipeline.datamanager.train-num-rays-per-batch", "512",
         "sevenscenes-data", "--data", str(scene),
     ]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=root)
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
     return out_dir / name / "nerfloc-nerfacto-cpu" / "t" / "config.yml"
 

@@ -37,7 +37,7 @@ def test_crossfire_recovers_perturbed_training_poses(tmp_path):
         "--steps-per-save", "999", "--output-dir", str(out), "--experiment-name", "cf", "--timestamp", "t",
         "--viewer.quit-on-train-completion", "True", "sevenscenes-data", "--data", str(scene),
     ]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     assert result.returncode == 0, result.stderr[-3000:]
     localizer = CrossFireLocalizer(
         out / "cf" / "crossfire-cpu" / "t" / "config.yml", CrossFireLocalizerConfig(render_scale=2)
