@@ -21,6 +21,22 @@ def backproject(uv: np.ndarray, depth: np.ndarray, K: np.ndarray, c2w: np.ndarra
     return cam @ np.asarray(c2w)[:3, :3].T + np.asarray(c2w)[:3, 3]
 
 
+def backproject_with_depth_map(
+    uv: np.ndarray, depth: np.ndarray, K: np.ndarray, c2w: np.ndarray, scale_to_depth: float = 1.0
+) -> np.ndarray:
+    """World points ``(N, 3)`` of pixels ``(N, 2)`` read from a z-depth map ``(H, W)`` (nearest
+    pixel, at ``scale_to_depth`` times the pixels' resolution); NaN rows where the map has no
+    positive, finite depth."""
+    uv = np.asarray(uv, dtype=np.float64).reshape(-1, 2)
+    cols = np.clip((uv[:, 0] * scale_to_depth).astype(int), 0, depth.shape[1] - 1)
+    rows = np.clip((uv[:, 1] * scale_to_depth).astype(int), 0, depth.shape[0] - 1)
+    z = depth[rows, cols]
+    points = np.full((len(uv), 3), np.nan)
+    valid = np.isfinite(z) & (z > 0)
+    points[valid] = backproject(uv[valid], z[valid], K, c2w)
+    return points
+
+
 def project(points: np.ndarray, K: np.ndarray, w2c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """World points ``(*, 3)`` -> pixels ``(*, 2)`` and z-depth ``(*)`` for an OpenCV w2c pose."""
     cam = np.asarray(points, dtype=np.float64) @ np.asarray(w2c)[:3, :3].T + np.asarray(w2c)[:3, 3]

@@ -16,7 +16,7 @@ from PIL import Image
 
 from nerfloc_plugins.data.frames import PosedFrame, load_depth_meters
 from nerfloc_plugins.data.posed_frames_dataparser import PosedFramesDataParser
-from nerfloc_plugins.geometry.projection import backproject
+from nerfloc_plugins.geometry.projection import backproject_with_depth_map
 from nerfloc_plugins.localize.feature_matching import (  # noqa: F401 (re-exported)
     FeatureMatchConfig,
     LocalFeatureMatcher,
@@ -34,13 +34,9 @@ def load_rgb(path) -> np.ndarray:
 
 def lift_keypoints(features: LocalFeatures, depth: np.ndarray, frame: PosedFrame, scale_to_depth: float = 1.0):
     """Keep keypoints with a depth reading and return them with their dataset-frame 3D points."""
-    uv = features.keypoints
-    cols = np.clip((uv[:, 0] * scale_to_depth).astype(int), 0, depth.shape[1] - 1)
-    rows = np.clip((uv[:, 1] * scale_to_depth).astype(int), 0, depth.shape[0] - 1)
-    z = depth[rows, cols]
-    valid = z > 0
-    points = backproject(uv[valid], z[valid], frame.intrinsics.matrix(), frame.c2w)
-    return features.subset(valid), points
+    points = backproject_with_depth_map(features.keypoints, depth, frame.intrinsics.matrix(), frame.c2w, scale_to_depth)
+    valid = np.isfinite(points).all(axis=1)
+    return features.subset(valid), points[valid]
 
 
 def describe_image(extractor, image: np.ndarray, intrinsics, device) -> QueryDescription:

@@ -21,7 +21,7 @@ import numpy as np
 
 from nerfloc_plugins.data.frames import PosedFrame
 from nerfloc_plugins.geometry.poses import invert_rigid
-from nerfloc_plugins.geometry.projection import backproject
+from nerfloc_plugins.geometry.projection import backproject_with_depth_map
 from nerfloc_plugins.localize.feature_matching import LocalFeatureMatcher
 from nerfloc_plugins.localize.features import LocalFeatures
 from nerfloc_plugins.synthesis.keypoint_views import KeypointView
@@ -38,14 +38,7 @@ def scaled_min_matches(eta: int, width: int, height: int) -> int:
 
 def lift_with_depth(features: LocalFeatures, depth: np.ndarray, frame: PosedFrame) -> np.ndarray:
     """``(N, 3)`` dataset-frame points of keypoints from a z-depth map (metres; NaN: no depth)."""
-    uv = features.keypoints
-    cols = np.clip(uv[:, 0].astype(int), 0, depth.shape[1] - 1)
-    rows = np.clip(uv[:, 1].astype(int), 0, depth.shape[0] - 1)
-    z = depth[rows, cols]
-    points = np.full((len(uv), 3), np.nan)
-    valid = np.isfinite(z) & (z > 0)
-    points[valid] = backproject(uv[valid], z[valid], frame.intrinsics.matrix(), frame.c2w)
-    return points
+    return backproject_with_depth_map(features.keypoints, depth, frame.intrinsics.matrix(), frame.c2w)
 
 
 def real_view(frame: PosedFrame, features: LocalFeatures, points3d: np.ndarray) -> KeypointView:
