@@ -63,7 +63,10 @@ class D2SBenchmark:
             nerf, nerf_seconds = self.train_nerf()
         synthesis_dir = self.output_dir / "synthesis"
         summary = Synthesize(
-            load_config=nerf, output_dir=synthesis_dir, poses=self.poses, features=self.features  # type: ignore[arg-type]
+            load_config=nerf,
+            output_dir=synthesis_dir,
+            poses=self.poses,
+            features=self.features,  # type: ignore[arg-type]
         ).main()
         few = LocalizeBaseline(data=self.data, output_dir=self.output_dir / "baseline_fewshot",
                                train_stride=self.train_stride).main()  # fmt: skip
