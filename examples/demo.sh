@@ -6,11 +6,13 @@
 #              localize (3 iterations)                                               ~11 min
 #   nerfmatch  train nerfloc-nerfacto-cpu (the frozen NeRF), train nerfmatch-mini-cpu on it,
 #              localize with photometric refinement + re-match                       ~18 min
-# NERFLOC_DEMO_METHODS="crossfire nerfmatch" (the default) picks the methods to run.
+#   neuraloc   train neuraloc-cpu (SDF map + descriptor / context fields distilled from ALIKED),
+#              localize (matching graph + Hungarian + PnP)                           ~12 min
+# NERFLOC_DEMO_METHODS="crossfire nerfmatch neuraloc" (the default) picks the methods to run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${NERFLOC_DEMO_OUT:-demo_outputs}
-METHODS=${NERFLOC_DEMO_METHODS:-crossfire nerfmatch}
+METHODS=${NERFLOC_DEMO_METHODS:-crossfire nerfmatch neuraloc}
 SCENE=examples/demo_room
 BASELINE="$OUT/localize-baseline/metrics.json"
 has() { [[ " $METHODS " == *" $1 "* ]]; }
@@ -51,9 +53,25 @@ if has nerfmatch; then
         --refine.iterations 0 --refine.photometric.steps 50 --baseline-metrics "$BASELINE"
 fi
 
+if has neuraloc; then
+    CONFIG="$OUT/demo_room/neuraloc-cpu/demo/config.yml"
+    echo "== neuraloc 1/2: train neuraloc-cpu (SDF geometry grid + semantic grid distilled from ALIKED) on $SCENE"
+    rm -rf "$OUT/demo_room/neuraloc-cpu/demo"
+    start=$(date +%s)
+    ns-train neuraloc-cpu --output-dir "$OUT" --experiment-name demo_room --timestamp demo \
+        --viewer.quit-on-train-completion True \
+        sevenscenes-data --data "$SCENE"
+    echo "training took $(( $(date +%s) - start )) s"
+    echo "== neuraloc 2/2: localize (context-filtered matching graph, Hungarian, PnP), beside the baseline"
+    ns-localize --load-config "$CONFIG" --output-dir "$OUT/localize-neuraloc" --refine.iterations 1 \
+        --baseline-metrics "$BASELINE"
+fi
+
 echo "demo done ($METHODS):"
 echo "  baseline:     $OUT/localize-baseline/report.md"
 has crossfire && echo "  crossfire:    $OUT/localize-crossfire/report.md; map $OUT/demo_room/crossfire-cpu/demo/config.yml" \
     "(ns-viewer: descriptor_pca, descriptor_similarity); renders in $OUT/renders"
 has nerfmatch && echo "  nerfmatch:    $OUT/localize-nerfmatch-mini/report.md; matcher $OUT/demo_room/nerfmatch-mini-cpu/demo/config.yml"
+has neuraloc && echo "  neuraloc:     $OUT/localize-neuraloc/report.md; map $OUT/demo_room/neuraloc-cpu/demo/config.yml" \
+    "(ns-viewer: descriptor_pca, context_pca, normals)"
 echo "  each report: poses.txt, metrics.json, per_query.csv, report.md (beside the baseline), plots/"

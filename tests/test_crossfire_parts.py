@@ -164,7 +164,7 @@ def test_few_training_steps_lower_crossfire_losses(tmp_path, descriptor_loss, pi
     assert any(k.startswith(f"descriptor_{'pos' if descriptor_loss == 'hinge' else 'contrastive'}") for k in after)
     assert desc_after < 0.8 * desc_before, (before, after)
     # the viewer's PCA colouring was fitted and maps descriptors into [0, 1]
-    assert bool(pipeline.model.pca_fitted)
+    assert bool(pipeline.model.descriptor_pca.fitted)
     if descriptor_loss == "contrastive":
         check_viewer_similarity_pick(pipeline)
 

@@ -137,6 +137,8 @@ def test_ns_train_help_lists_methods_and_dataparsers():
         "nerfmatch-mini",
         "nerfmatch-cpu",
         "nerfmatch-mini-cpu",
+        "neuraloc",
+        "neuraloc-cpu",
     ):
         assert method in out, method
     out = subprocess.run(

@@ -20,7 +20,6 @@ import yaml
 from nerfloc_plugins.data.frames import PosedFrame
 from nerfloc_plugins.localize.baseline import describe_image, load_rgb
 from nerfloc_plugins.localize.feature_matching import FeatureName, LocalFeatureMatcher
-from nerfloc_plugins.localize.features import LearnedFeaturesConfig, SiftConfig
 from nerfloc_plugins.localize.localizer import Localizer, MapView, QueryDescription
 from nerfloc_plugins.localize.superpoint import SuperPointConfig
 
@@ -83,12 +82,12 @@ class D2SLocalizer(Localizer):
         self.parser = trainer_config.pipeline.datamanager.dataparser.setup()
         self.scene = Path(self.parser.config.data).name
         self.name = "d2s+synthesis" if self.run.synthetic else "d2s"
-        self.features = LocalFeatureMatcher(
+        self.features = LocalFeatureMatcher.with_max_keypoints(
             self.run.features,
-            sift=SiftConfig(max_keypoints=self.run.max_keypoints),
-            learned=LearnedFeaturesConfig(max_keypoints=self.run.max_keypoints),
-            device=self.device,
-            superpoint=SuperPointConfig(self.run.superpoint_weights, max_keypoints=self.run.max_keypoints),
+            self.run.max_keypoints,
+            self.device,
+            SuperPointConfig(self.run.superpoint_weights),
+            with_matcher=False,  # queries are only described: no LightGlue weights needed
         )
         self._map_frames = self.parser.frames("train")
 

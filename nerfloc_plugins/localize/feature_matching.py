@@ -60,7 +60,9 @@ class LocalFeatureMatcher:
         learned: Optional[LearnedFeaturesConfig] = None,
         device: str | torch.device = "cpu",
         superpoint: Optional[SuperPointConfig] = None,
+        with_matcher: bool = True,
     ) -> None:
+        """``with_matcher=False``: extraction only (LightGlue weights are not loaded)."""
         self.name = features
         self.device = torch.device(device)
         self.matching = matching or FeatureMatchConfig()
@@ -72,7 +74,26 @@ class LocalFeatureMatcher:
             self.matching = matching or FeatureMatchConfig(min_similarity=0.7, ratio=0.9)
         else:
             self.extractor = LearnedExtractor(replace(learned or LearnedFeaturesConfig(), name=features), self.device)
-            self.lightglue = LightGlueMatcher(features, self.device)
+            self.lightglue = LightGlueMatcher(features, self.device) if with_matcher else None
+
+    @classmethod
+    def with_max_keypoints(
+        cls,
+        features: FeatureName,
+        max_keypoints: int,
+        device: str | torch.device = "cpu",
+        superpoint: Optional[SuperPointConfig] = None,
+        with_matcher: bool = True,
+    ) -> "LocalFeatureMatcher":
+        """Default settings of ``features`` capped at ``max_keypoints`` keypoints per image."""
+        return cls(
+            features,
+            sift=SiftConfig(max_keypoints=max_keypoints),
+            learned=LearnedFeaturesConfig(max_keypoints=max_keypoints),
+            device=device,
+            superpoint=replace(superpoint or SuperPointConfig(), max_keypoints=max_keypoints),
+            with_matcher=with_matcher,
+        )
 
     def extract(self, image: np.ndarray) -> LocalFeatures:
         return self.extractor(image)

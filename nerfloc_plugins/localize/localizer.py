@@ -34,6 +34,8 @@ class QueryDescription:
     intrinsics: Intrinsics
     image: Optional[np.ndarray] = None
     """``(H, W, 3)`` float image at this resolution (for visualisation and refinement)."""
+    context: Optional[Tensor] = None
+    """``(N, C)`` per-keypoint context features (methods that match with two feature kinds)."""
 
 
 @dataclass
@@ -49,6 +51,8 @@ class MapView:
     """``(M, 3)`` dataset-frame points of the keypoints."""
     intrinsics: Intrinsics
     image: Optional[np.ndarray] = None
+    context: Optional[Tensor] = None
+    """``(M, C)`` per-point context features (see :class:`QueryDescription`)."""
 
 
 class Localizer(ABC):

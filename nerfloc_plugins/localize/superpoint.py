@@ -93,8 +93,13 @@ class SuperPointExtractor:
         self.device = torch.device(device)
         self.net = load_superpoint(config.weights).to(self.device)
 
-    @torch.no_grad()
     def __call__(self, image: np.ndarray) -> LocalFeatures:
+        return self.extract_with_map(image)[0]
+
+    @torch.no_grad()
+    def extract_with_map(self, image: np.ndarray) -> tuple[LocalFeatures, Tensor]:
+        """Keypoints + descriptors, and the dense descriptor map ``(256, H/8, W/8)`` covering the
+        image cropped to a multiple of 8 pixels."""
         grey = to_uint8_gray(image).astype(np.float32) / 255.0
         h, w = grey.shape
         hc, wc = h - h % 8, w - w % 8
@@ -111,4 +116,5 @@ class SuperPointExtractor:
         grid = (uv / torch.tensor([wc, hc], device=self.device)) * 2 - 1  # align_corners=False
         sampled = nn.functional.grid_sample(desc, grid[None, None], mode="bilinear", align_corners=False)
         d = nn.functional.normalize(sampled[0, :, 0].T, dim=-1)
-        return LocalFeatures(uv.double().cpu().numpy(), d.float().cpu().numpy(), values.cpu().numpy())
+        features = LocalFeatures(uv.double().cpu().numpy(), d.float().cpu().numpy(), values.cpu().numpy())
+        return features, desc[0]

@@ -34,6 +34,7 @@ from torch.nn import Parameter
 from nerfloc_plugins.encoders.crossfire_cnn import CrossFireCNN
 from nerfloc_plugins.fields.crossfire_field import DESCRIPTOR_INPUTS, CrossFireField
 from nerfloc_plugins.models import crossfire_losses as losses
+from nerfloc_plugins.models.feature_pca import FixedPCAColouring
 from nerfloc_plugins.models.nerfloc_nerfacto import NerflocNerfactoModel, NerflocNerfactoModelConfig
 
 
@@ -87,12 +88,7 @@ class CrossFireModel(NerflocNerfactoModel):
         self.cnn = CrossFireCNN(self.config.descriptor_dim, self.config.cnn_widths)
         metadata = self.kwargs.get("metadata") or {}
         self.metres_per_unit = 1.0 / float(metadata.get("dataparser_scale", 1.0))
-        d = self.config.descriptor_dim
-        # fixed PCA colouring for the viewer: mean (D), basis (D x 3), per-channel range (2 x 3)
-        self.register_buffer("pca_mean", torch.zeros(d))
-        self.register_buffer("pca_basis", torch.eye(d, 3))
-        self.register_buffer("pca_range", torch.tensor([[-1.0] * 3, [1.0] * 3]))
-        self.register_buffer("pca_fitted", torch.tensor(False))
+        self.descriptor_pca = FixedPCAColouring(self.config.descriptor_dim)
         self._generator = torch.Generator(device="cpu").manual_seed(0)
         # viewer similarity map (not saved: a viewing aid)
         self.picked_descriptor: Tensor | None = None
@@ -144,22 +140,16 @@ class CrossFireModel(NerflocNerfactoModel):
             self.viewer_control.unregister_pointer_cb()
 
     def descriptor_colours(self, descriptors: Tensor) -> Tensor:
-        """RGB in [0, 1] through the fixed PCA projection."""
-        proj = (torch.nn.functional.normalize(descriptors, dim=-1) - self.pca_mean) @ self.pca_basis
-        lo, hi = self.pca_range[0], self.pca_range[1]
-        return torch.clamp((proj - lo) / (hi - lo).clamp(min=1e-6), 0.0, 1.0)
+        """RGB in [0, 1] through the viewer's fixed PCA projection."""
+        return self.descriptor_pca(descriptors)
 
-    @torch.no_grad()
-    def fit_descriptor_pca(self, descriptors: Tensor) -> None:
-        """Fit the viewer's PCA colouring on a set of rendered descriptors ``(N, D)``."""
-        x = torch.nn.functional.normalize(descriptors.float(), dim=-1)
-        mean = x.mean(dim=0)
-        _, _, v = torch.pca_lowrank(x - mean, q=3, center=False)
-        proj = (x - mean) @ v[:, :3]
-        self.pca_mean.copy_(mean)
-        self.pca_basis.copy_(v[:, :3])
-        self.pca_range.copy_(torch.stack([torch.quantile(proj, 0.02, dim=0), torch.quantile(proj, 0.98, dim=0)]))
-        self.pca_fitted.fill_(True)
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
+        # checkpoints written before the shared FixedPCAColouring stored pca_mean/basis/range/fitted
+        for name in ("mean", "basis", "range", "fitted"):
+            old = f"{prefix}pca_{name}"
+            if old in state_dict:
+                state_dict[f"{prefix}descriptor_pca.{name}"] = state_dict.pop(old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, ray_bundle):  # type: ignore[override]
         if isinstance(ray_bundle, Cameras):
@@ -236,8 +226,8 @@ class CrossFireModel(NerflocNerfactoModel):
                 outputs["weights_list"], outputs["ray_samples_list"]
             )
             loss["distortion_loss"] = cfg.distortion_loss_mult * metrics_dict["distortion"]
-            if not bool(self.pca_fitted) or (cfg.pca_refit_every and self.step % cfg.pca_refit_every == 0):
-                self.fit_descriptor_pca(rendered_desc.detach())
+            if not bool(self.descriptor_pca.fitted) or (cfg.pca_refit_every and self.step % cfg.pca_refit_every == 0):
+                self.descriptor_pca.fit(rendered_desc)
         return loss
 
     def get_training_callbacks(self, attrs: TrainingCallbackAttributes) -> List[TrainingCallback]:

@@ -14,6 +14,7 @@ from nerfloc_plugins.localize.crossfire_localizer import CrossFireLocalizer, Cro
 from nerfloc_plugins.localize.d2s_localizer import D2SLocalizer, D2SLocalizerConfig, D2SRun
 from nerfloc_plugins.localize.localizer import Localizer
 from nerfloc_plugins.localize.nerfmatch_localizer import NerfMatchLocalizer, NerfMatchLocalizerConfig
+from nerfloc_plugins.localize.neuraloc_localizer import NeuraLocLocalizer, NeuraLocLocalizerConfig
 from nerfloc_plugins.localize.pipeline import PipelineConfig, RefineConfig
 from nerfloc_plugins.localize.pnp import PnPConfig
 from nerfloc_plugins.localize.rendered_features_localizer import RenderedFeaturesConfig, RenderedFeaturesLocalizer
@@ -22,6 +23,7 @@ from nerfloc_plugins.localize.run import localize_and_report
 from nerfloc_plugins.models.crossfire import CrossFireModelConfig
 from nerfloc_plugins.models.nerfloc_nerfacto import NerflocNerfactoModelConfig
 from nerfloc_plugins.models.nerfmatch import NerfMatchModelConfig
+from nerfloc_plugins.models.neuraloc import NeuraLocModelConfig
 from nerfloc_plugins.scripts.cli import run_cli
 
 
@@ -37,8 +39,13 @@ def _nerfmatch(cfg: "Localize") -> Localizer:
     return NerfMatchLocalizer(cfg.load_config, cfg.nerfmatch)
 
 
+def _neuraloc(cfg: "Localize") -> Localizer:
+    return NeuraLocLocalizer(cfg.load_config, cfg.neuraloc)
+
+
 # most specific model config first
 LOCALIZERS: List[Tuple[Type, Callable[["Localize"], Localizer]]] = [
+    (NeuraLocModelConfig, _neuraloc),
     (NerfMatchModelConfig, _nerfmatch),
     (CrossFireModelConfig, _crossfire),
     (NerflocNerfactoModelConfig, _rendered_features),
@@ -76,6 +83,8 @@ class Localize:
     """Options of the CrossFire localizer (crossfire maps)."""
     nerfmatch: NerfMatchLocalizerConfig = field(default_factory=NerfMatchLocalizerConfig)
     """Options of the NeRFMatch localizer (nerfmatch / nerfmatch-mini runs)."""
+    neuraloc: NeuraLocLocalizerConfig = field(default_factory=NeuraLocLocalizerConfig)
+    """Options of the NeuraLoc localizer (neuraloc runs)."""
     d2s: D2SLocalizerConfig = field(default_factory=D2SLocalizerConfig)
     """Options of the D2S localizer (d2s_run.yml)."""
     baseline_metrics: Optional[Path] = None

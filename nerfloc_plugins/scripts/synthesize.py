@@ -15,7 +15,7 @@ NeRF run's (train the NeRF with ``--train-stride N`` on the dataparser for the f
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -26,7 +26,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from nerfloc_plugins.data.frames import load_depth_meters
 from nerfloc_plugins.localize.baseline import load_rgb
 from nerfloc_plugins.localize.feature_matching import FeatureName, LocalFeatureMatcher
-from nerfloc_plugins.localize.features import LearnedFeaturesConfig, SiftConfig
 from nerfloc_plugins.localize.superpoint import SuperPointConfig
 from nerfloc_plugins.scripts.cli import run_cli
 from nerfloc_plugins.synthesis.descriptor_synthesis import (
@@ -74,12 +73,8 @@ class Synthesize:
         start = time.perf_counter()
         renderer = FieldRenderer(self.load_config)
         frames = renderer.frames("train")
-        matcher = LocalFeatureMatcher(
-            self.features,
-            sift=SiftConfig(max_keypoints=self.max_keypoints),
-            learned=LearnedFeaturesConfig(max_keypoints=self.max_keypoints),
-            device=renderer.device,
-            superpoint=replace(self.superpoint, max_keypoints=self.max_keypoints),
+        matcher = LocalFeatureMatcher.with_max_keypoints(
+            self.features, self.max_keypoints, renderer.device, self.superpoint
         )
         CONSOLE.print(f"{len(frames)} training frames; features: {self.features}")
         features = [matcher.extract(load_rgb(f.image_path)) for f in frames]
