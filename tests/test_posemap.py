@@ -95,4 +95,3 @@ def test_posemap_gradient_reaches_the_predicted_pose_and_nerf_p_trains(small_ner
     with torch.no_grad():
         err = pose_loss(orthonormalise_pose(decoder(posemaps(poses, intr))), poses)
     assert math.isfinite(float(err)) and float(err) < 0.6 * first
-
