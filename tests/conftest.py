@@ -104,3 +104,37 @@ def train_pipeline_steps(config, steps: int):
 def pipeline_trainer():
     """:func:`train_pipeline_steps` for tests."""
     return train_pipeline_steps
+
+
+class FixedPrior:
+    """Prior source returning a given pose for every query."""
+
+    def __init__(self, frame):
+        self.frame = frame
+
+    def __call__(self, query, image):
+        return [self.frame]
+
+
+def recover_perturbed_poses(localizer, frames, config) -> list:
+    """Localize each frame from its pose moved by ~7 cm / ~3 deg; ``[(prior_err, final_err)]``
+    with errors ``(metres, degrees)`` (``inf`` where localization failed)."""
+    from dataclasses import replace
+
+    import torch
+
+    from nerfloc_plugins.geometry.poses import invert_rigid
+    from nerfloc_plugins.localize.metrics import pose_error
+    from nerfloc_plugins.localize.pipeline import localize_query
+    from nerfloc_plugins.localize.refine import perturb
+
+    errors = []
+    for frame in frames:
+        xi = torch.tensor([0.05, -0.04, 0.03, 0.03, -0.03, 0.04])
+        start = np.eye(4)
+        start[:3] = perturb(torch.tensor(frame.c2w[:3]).float(), xi).double().numpy()
+        res = localize_query(localizer, frame, FixedPrior(replace(frame, c2w=start)), config)
+        prior_err = pose_error(invert_rigid(start), invert_rigid(frame.c2w))
+        err = pose_error(res.w2c, invert_rigid(frame.c2w)) if res.w2c is not None else (np.inf, np.inf)
+        errors.append((prior_err, err))
+    return errors

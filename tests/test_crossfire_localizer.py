@@ -2,27 +2,13 @@
 
 import subprocess
 import sys
-from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
+from conftest import recover_perturbed_poses
 
-from nerfloc_plugins.geometry.poses import invert_rigid
 from nerfloc_plugins.localize.crossfire_localizer import CrossFireLocalizer, CrossFireLocalizerConfig
-from nerfloc_plugins.localize.metrics import pose_error
-from nerfloc_plugins.localize.pipeline import PipelineConfig, RefineConfig, localize_query
-from nerfloc_plugins.localize.refine import perturb
-
-
-class FixedPrior:
-    """Prior source returning a given pose for every query."""
-
-    def __init__(self, frame):
-        self.frame = frame
-
-    def __call__(self, query, image):
-        return [self.frame]
+from nerfloc_plugins.localize.pipeline import PipelineConfig, RefineConfig
 
 
 @pytest.mark.slow
@@ -45,15 +31,7 @@ def test_crossfire_recovers_perturbed_training_poses(tmp_path):
     # 12 queries: CPU training is not bit-reproducible across machines and the median of 4 queries
     # varied too much (two seeds here: 2.3 and 2.5 cm over 12 queries; one CI run: 3.9 cm over 4)
     config = PipelineConfig(refine=RefineConfig(iterations=2))
-    errors = []
-    for frame in localizer.map_frames()[::2]:
-        xi = torch.tensor([0.05, -0.04, 0.03, 0.03, -0.03, 0.04])  # ~7 cm, ~3 deg
-        start = np.eye(4)
-        start[:3] = perturb(torch.tensor(frame.c2w[:3]).float(), xi).double().numpy()
-        res = localize_query(localizer, frame, FixedPrior(replace(frame, c2w=start)), config)
-        prior_err = pose_error(invert_rigid(start), invert_rigid(frame.c2w))
-        err = pose_error(res.w2c, invert_rigid(frame.c2w)) if res.w2c is not None else (np.inf, np.inf)
-        errors.append((prior_err, err))
+    errors = recover_perturbed_poses(localizer, localizer.map_frames()[::2], config)
     final_t = np.median([e[1][0] for e in errors])
     final_r = np.median([e[1][1] for e in errors])
     prior_t = np.median([e[0][0] for e in errors])
