@@ -9,7 +9,7 @@ Each step (on top of Nerfstudio's ray batch from an RGB-D nerfloc dataset):
 * L_kl (eq. 10): rays through ``kl_keypoints`` keypoints of one random training image are
   rendered and their descriptors aligned with the keypoints' 2D descriptors.
 
-Teacher maps are computed once per training image and cached on disk
+Teacher maps (and the depth at their keypoints) are computed once per training image; the maps are cached on disk
 (:mod:`nerfloc_plugins.encoders.teacher_cache`); they are held on the training device in the
 dtype ``teacher_dtype``.  Nothing of the teachers is saved in checkpoints.
 """
@@ -23,6 +23,7 @@ from typing import Dict, List, Literal, Optional, Type
 import torch
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from nerfstudio.utils.rich_utils import CONSOLE
+from torch import Tensor
 
 from nerfloc_plugins.encoders.neuraloc_teachers import TeacherOutput, sample_map
 from nerfloc_plugins.encoders.teacher_cache import teacher_outputs_for_dataset
@@ -50,11 +51,15 @@ class NeuraLocPipeline(VanillaPipeline):
                 "(expected depth maps for the training frames)"
             )
         self.teachers: List[TeacherOutput] = []
+        self.keypoint_depths: List[Tensor] = []
+        """Sensor z-depth (Nerfstudio units) at each training image's teacher keypoints."""
+        self._train_cameras = dataset.cameras.to(self.device)
         self._rng = random.Random(config.seed)
         if test_mode == "val":  # training; inference / test loads need no teachers
             dtype = torch.float16 if config.teacher_dtype == "float16" else torch.float32
             outs = teacher_outputs_for_dataset(dataset, self.model.config.teachers, self.device)
             self.teachers = [o.to(self.device, dtype) for o in outs]
+            self.keypoint_depths = [self._depth_at_keypoints(i) for i in range(len(self.teachers))]
             CONSOLE.print(f"NeuraLoc teachers: {len(self.teachers)} training images")
 
     # ------------------------------------------------------------------ batches
@@ -83,10 +88,17 @@ class NeuraLocPipeline(VanillaPipeline):
         batch["teacher_context"] = ctx
         batch["teacher_valid"] = torch.ones(n, dtype=torch.bool, device=self.device)
 
+    def _depth_at_keypoints(self, image: int) -> Tensor:
+        """``(K,)`` depth-map values at training image ``image``'s keypoints (read once)."""
+        depth = self.datamanager.train_dataset.get_metadata({"image_idx": image})["depth_image"][..., 0]
+        uv = self.teachers[image].keypoints.cpu()
+        rows = uv[:, 1].long().clamp(0, depth.shape[0] - 1)
+        cols = uv[:, 0].long().clamp(0, depth.shape[1] - 1)
+        return depth[rows, cols].to(self.device)
+
     def keypoint_rays(self) -> Optional[tuple]:
         """Rays through up to ``kl_keypoints`` keypoints of one random training image (with
         depth-guided sampling) and the keypoints' 2D descriptors."""
-        dataset = self.datamanager.train_dataset
         image = self._rng.randrange(len(self.teachers))
         t = self.teachers[image]
         k = len(t.keypoints)
@@ -94,15 +106,11 @@ class NeuraLocPipeline(VanillaPipeline):
             return None
         chosen = torch.tensor(self._rng.sample(range(k), min(k, self.model.config.kl_keypoints)), device=self.device)
         uv = t.keypoints[chosen]
-        cameras = dataset.cameras.to(self.device)
-        bundle = cameras.generate_rays(
+        bundle = self._train_cameras.generate_rays(
             camera_indices=torch.full((len(uv), 1), image, dtype=torch.long, device=self.device),
             coords=torch.stack([uv[:, 1], uv[:, 0]], dim=1),
         )
-        depth = dataset.get_metadata({"image_idx": image})["depth_image"][..., 0].to(self.device)
-        rows = uv[:, 1].long().clamp(0, depth.shape[0] - 1)
-        cols = uv[:, 0].long().clamp(0, depth.shape[1] - 1)
-        z = depth[rows, cols][:, None]
+        z = self.keypoint_depths[image][chosen][:, None]
         bundle.metadata["surface_t"] = z * bundle.metadata["directions_norm"]
         return bundle, t.keypoint_descriptors[chosen].float()
 
