@@ -8,11 +8,14 @@
 #              localize with photometric refinement + re-match                       ~18 min
 #   neuraloc   train neuraloc-cpu (SDF map + descriptor / context fields distilled from ALIKED),
 #              localize (matching graph + Hungarian + PnP)                           ~12 min
-# NERFLOC_DEMO_METHODS="crossfire nerfmatch neuraloc" (the default) picks the methods to run.
+#   posemap    (re)uses the nerfmatch stage's NeRF (trains it if that stage did not run), trains
+#              NeRF-P (posemap-nerf-cpu), APRNet (posemap-apr-cpu) and the self-supervised alignment
+#              (posemap-align-cpu), localizes with the APR alone and as CrossFire's prior  ~15 min
+# NERFLOC_DEMO_METHODS="crossfire nerfmatch neuraloc posemap" (the default) picks the methods to run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${NERFLOC_DEMO_OUT:-demo_outputs}
-METHODS=${NERFLOC_DEMO_METHODS:-crossfire nerfmatch neuraloc}
+METHODS=${NERFLOC_DEMO_METHODS:-crossfire nerfmatch neuraloc posemap}
 SCENE=examples/demo_room
 BASELINE="$OUT/localize-baseline/metrics.json"
 has() { [[ " $METHODS " == *" $1 "* ]]; }
@@ -67,6 +70,36 @@ if has neuraloc; then
         --baseline-metrics "$BASELINE"
 fi
 
+if has posemap; then
+    NERF="$OUT/demo_room/nerfloc-nerfacto-cpu/demo/config.yml"
+    NERF_P="$OUT/demo_room/posemap-nerf-cpu/demo/config.yml"
+    APR="$OUT/demo_room/posemap-apr-cpu/demo/config.yml"
+    ALIGNED="$OUT/demo_room/posemap-align-cpu/demo/config.yml"
+    if [[ ! -f "$NERF" ]]; then
+        echo "== posemap 0/4: train the stage-1 NeRF (nerfloc-nerfacto-cpu) on $SCENE"
+        ns-train nerfloc-nerfacto-cpu --output-dir "$OUT" --experiment-name demo_room --timestamp demo \
+            --viewer.quit-on-train-completion True \
+            sevenscenes-data --data "$SCENE"
+    fi
+    rm -rf "$OUT/demo_room/posemap-nerf-cpu/demo" "$OUT/demo_room/posemap-apr-cpu/demo" "$OUT/demo_room/posemap-align-cpu/demo"
+    echo "== posemap 1/4: NeRF-P stage 2 (pose branch + decoder on the frozen NeRF)"
+    ns-train posemap-nerf-cpu --data "$NERF" --output-dir "$OUT" --experiment-name demo_room --timestamp demo \
+        --viewer.quit-on-train-completion True
+    echo "== posemap 2/4: APRNet with L_pose + L_image + L_posemap + L_rvs (PMNet)"
+    ns-train posemap-apr-cpu --data "$NERF_P" --output-dir "$OUT" --experiment-name demo_room --timestamp demo \
+        --viewer.quit-on-train-completion True
+    echo "== posemap 3/4: self-supervised alignment on unlabelled query images (PMNet_ud)"
+    ns-train posemap-align-cpu --data "$APR" --output-dir "$OUT" --experiment-name demo_room --timestamp demo \
+        --viewer.quit-on-train-completion True
+    echo "== posemap 4/4: localize with the APR alone, and as CrossFire's pose prior, beside the baseline"
+    ns-localize --load-config "$ALIGNED" --output-dir "$OUT/localize-posemap" --baseline-metrics "$BASELINE"
+    CROSSFIRE="$OUT/demo_room/crossfire-cpu/demo/config.yml"
+    if [[ -f "$CROSSFIRE" ]]; then
+        ns-localize --load-config "$CROSSFIRE" --pose-prior "$ALIGNED" --output-dir "$OUT/localize-posemap-crossfire" \
+            --crossfire.render-scale 2 --baseline-metrics "$BASELINE"
+    fi
+fi
+
 echo "demo done ($METHODS):"
 echo "  baseline:     $OUT/localize-baseline/report.md"
 has crossfire && echo "  crossfire:    $OUT/localize-crossfire/report.md; map $OUT/demo_room/crossfire-cpu/demo/config.yml" \
@@ -74,4 +107,6 @@ has crossfire && echo "  crossfire:    $OUT/localize-crossfire/report.md; map $O
 has nerfmatch && echo "  nerfmatch:    $OUT/localize-nerfmatch-mini/report.md; matcher $OUT/demo_room/nerfmatch-mini-cpu/demo/config.yml"
 has neuraloc && echo "  neuraloc:     $OUT/localize-neuraloc/report.md; map $OUT/demo_room/neuraloc-cpu/demo/config.yml" \
     "(ns-viewer: descriptor_pca, context_pca, normals)"
+has posemap && echo "  posemap:      $OUT/localize-posemap/report.md (APR alone)" \
+    "and $OUT/localize-posemap-crossfire/report.md (APR prior + CrossFire, when the crossfire stage ran)"
 echo "  each report: poses.txt, metrics.json, per_query.csv, report.md (beside the baseline), plots/"

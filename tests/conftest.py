@@ -82,7 +82,8 @@ def small_nerf_run(tmp_path_factory) -> Path:
 
 def train_pipeline_steps(config, steps: int):
     """Set up ``config.pipeline`` on the CPU (seeded) and return it with a function running
-    ``n`` plain optimisation steps of its training losses (no schedulers)."""
+    ``n`` plain optimisation steps of its training losses (no schedulers) and returning each
+    step's loss values (``[{name: float}]``)."""
     import torch
     from nerfstudio.engine.optimizers import Optimizers
 
@@ -90,12 +91,15 @@ def train_pipeline_steps(config, steps: int):
     pipeline = config.pipeline.setup(device="cpu", test_mode="val")
     optimizers = Optimizers(config.optimizers, pipeline.get_param_groups())
 
-    def run() -> None:
+    def run() -> list:
+        history = []
         for step in range(steps):
             _, loss_dict, _ = pipeline.get_train_loss_dict(step)
             optimizers.zero_grad_all()
             sum(loss_dict.values()).backward()
             optimizers.optimizer_step_all()
+            history.append({k: float(v.detach()) for k, v in loss_dict.items()})
+        return history
 
     return pipeline, run
 

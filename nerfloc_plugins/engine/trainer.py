@@ -72,3 +72,22 @@ class NerflocTrainer(Trainer):
             for old in self.checkpoint_dir.glob("*.ckpt"):
                 if old != ckpt_path:
                     old.unlink()
+
+
+def load_trained_state(load_config: Path) -> tuple[TrainerConfig, dict]:
+    """A run's ``config.yml`` object and the pipeline state dict of its latest checkpoint
+    (loaded weights-only, on the CPU), without setting the pipeline up."""
+    import yaml
+
+    load_config = Path(load_config)
+    if not load_config.is_file():
+        raise FileNotFoundError(f"{load_config}: config file not found (expected ns-train's config.yml)")
+    config = yaml.load(load_config.read_text(), Loader=yaml.Loader)
+    if not isinstance(config, TrainerConfig):
+        raise ValueError(f"{load_config}: not an ns-train config.yml")
+    ckpt_dir = load_config.parent / config.relative_model_dir
+    checkpoints = sorted(ckpt_dir.glob("step-*.ckpt"))
+    if not checkpoints:
+        raise FileNotFoundError(f"{load_config}: no checkpoint in {ckpt_dir} (did training save one?)")
+    state = torch.load(checkpoints[-1], map_location="cpu", weights_only=True)
+    return config, state["pipeline"]

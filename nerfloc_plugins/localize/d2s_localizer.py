@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ import yaml
 from nerfloc_plugins.data.frames import PosedFrame
 from nerfloc_plugins.localize.baseline import describe_image, load_rgb
 from nerfloc_plugins.localize.feature_matching import FeatureName, LocalFeatureMatcher
-from nerfloc_plugins.localize.localizer import Localizer, MapView, QueryDescription
+from nerfloc_plugins.localize.localizer import DatasetFramesLocalizer, MapView, QueryDescription
 from nerfloc_plugins.localize.superpoint import SuperPointConfig
 
 
@@ -64,7 +64,7 @@ def load_run(path: Path) -> D2SRun:
     return run
 
 
-class D2SLocalizer(Localizer):
+class D2SLocalizer(DatasetFramesLocalizer):
     needs_prior = False
 
     def __init__(self, run_file: Path, config: Optional[D2SLocalizerConfig] = None, device: Optional[str] = None):
@@ -89,13 +89,6 @@ class D2SLocalizer(Localizer):
             SuperPointConfig(self.run.superpoint_weights),
             with_matcher=False,  # queries are only described: no LightGlue weights needed
         )
-        self._map_frames = self.parser.frames("train")
-
-    def map_frames(self) -> List[PosedFrame]:
-        return self._map_frames
-
-    def query_frames(self, split: str) -> List[PosedFrame]:
-        return self.parser.frames("train" if split == "train" else "test")
 
     def describe_query(self, frame: PosedFrame) -> QueryDescription:
         return describe_image(self.features.extract, load_rgb(frame.image_path), frame.intrinsics, self.device)

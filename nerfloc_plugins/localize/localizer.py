@@ -66,6 +66,8 @@ class Localizer(ABC):
     #: False for scene-coordinate regressors: 2D-3D matches come from the query alone
     #: (:meth:`regress_correspondences`), with no retrieval, rendering or matching
     needs_prior: bool = True
+    #: True for absolute pose regressors: the pose comes from :meth:`regress_pose` alone
+    regresses_pose: bool = False
     #: how far (pixels, query resolution) a matched 2D position may be from the true one by
     #: construction; PnP's inlier threshold is never below it (0: keypoint-accurate)
     keypoint_precision_px: float = 0.0
@@ -104,6 +106,10 @@ class Localizer(ABC):
         query alone (localizers with ``needs_prior = False``)."""
         raise NotImplementedError(f"{self.name} matches against map views; it does not regress coordinates")
 
+    def regress_pose(self, query: QueryDescription) -> np.ndarray:
+        """Dataset-frame OpenCV c2w ``(4, 4)`` predicted from the query alone (``regresses_pose``)."""
+        raise NotImplementedError(f"{self.name} does not regress poses")
+
     def retrieval_image(self, frame: PosedFrame, source: str) -> np.ndarray:
         """Database image for retrieval: the stored image, or one rendered at the frame's pose."""
         raise NotImplementedError(f"{self.name} has no retrieval images from '{source}'")
@@ -116,3 +122,18 @@ class Localizer(ABC):
     def map_size_bytes(self) -> int:
         """Size of everything the map needs at localization time."""
         return 0
+
+
+class DatasetFramesLocalizer(Localizer):
+    """A localizer without a field whose frames come from a nerfloc dataparser (``self.parser``,
+    set by the subclass): mapping frames = its training split, queries = the requested split."""
+
+    parser: "object"
+
+    def map_frames(self) -> List[PosedFrame]:
+        if not hasattr(self, "_map_frames"):
+            self._map_frames = self.parser.frames("train")
+        return self._map_frames
+
+    def query_frames(self, split: str) -> List[PosedFrame]:
+        return self.parser.frames("train" if split == "train" else "test")

@@ -3,7 +3,9 @@
 Stages (hloc-like, each timed per query): ``prior`` (retrieval), ``features`` (query
 description), ``render`` (map features at a pose), ``match``, ``pnp``, ``refine``.
 Scene-coordinate regressors (``Localizer.needs_prior = False``, e.g. D2S) skip prior, render
-and match: their ``match`` stage is the regression.  Top-k priors are merged at the match level (all 2D-3D matches go into one PnP).
+and match: their ``match`` stage is the regression.  Absolute pose regressors
+(``Localizer.regresses_pose``, e.g. PMNet) give the pose in their ``regress`` stage.  With
+``pose_prior`` (an APR run) the prior is the APR's pose instead of retrieved frames.  Top-k priors are merged at the match level (all 2D-3D matches go into one PnP).
 Iterative refinement re-renders at the estimate and matches again until the update is
 below tolerance; photometric refinement (when the localizer has a field) optimises the
 pose through it and then re-matches once.
@@ -30,7 +32,7 @@ from nerfloc_plugins.localize.pnp import PnPConfig, PnPResult, solve_pnp
 from nerfloc_plugins.localize.refine import PhotometricConfig
 from nerfloc_plugins.localize.retrieval import RetrievalConfig, VladIndex
 
-STAGES = ("prior", "features", "render", "match", "pnp", "refine")
+STAGES = ("prior", "features", "regress", "render", "match", "pnp", "refine")
 
 
 @dataclass
@@ -50,6 +52,8 @@ class PipelineConfig:
     """hloc/PixLoc pairs file (``query db`` lines); replaces built-in retrieval."""
     pnp: PnPConfig = field(default_factory=PnPConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
+    pose_prior: Optional[Path] = None
+    """config.yml of a ``posemap-apr`` / ``posemap-align`` run: its pose is the prior (replaces retrieval)."""
 
 
 @dataclass
@@ -82,7 +86,8 @@ class StageTimer:
 
 
 class PriorSource:
-    """Top-k reference frames per query: from a pairs file or built-in VLAD retrieval."""
+    """Top-k reference frames per query: from a pairs file, built-in VLAD retrieval, or the
+    pose of an absolute pose regressor (``pose_prior``)."""
 
     def __init__(self, localizer: Localizer, config: PipelineConfig) -> None:
         self.localizer = localizer
@@ -91,9 +96,16 @@ class PriorSource:
         self.by_name = {f.name: f for f in self.frames}
         self.pairs = None
         self.index = None
+        self.apr = None
         self.build_seconds = 0.0
         start = time.perf_counter()
-        if config.pairs is not None:
+        if config.pose_prior is not None:
+            from nerfloc_plugins.localize.apr_localizer import APRPoseRegressor
+
+            if not localizer.renders_at_any_pose:
+                raise ValueError(f"--pose-prior: {localizer.name} cannot render at an APR pose (it needs a field)")
+            self.apr = APRPoseRegressor(config.pose_prior, getattr(localizer, "device", None))
+        elif config.pairs is not None:
             self.pairs = read_pairs(config.pairs)
         else:
             from nerfloc_plugins.localize.features import SiftExtractor
@@ -105,6 +117,8 @@ class PriorSource:
         self.build_seconds = time.perf_counter() - start
 
     def __call__(self, query: PosedFrame, image: np.ndarray) -> List[PosedFrame]:
+        if self.apr is not None:
+            return [self.apr.prior_frame(query)]
         top_k = self.config.retrieval.top_k
         if self.pairs is not None:
             names = self.pairs.get(query.name, [])[:top_k]
@@ -138,6 +152,10 @@ def localize_query(
     timer = StageTimer()
     with timer("features"):
         query = localizer.describe_query(frame)
+    if localizer.regresses_pose:
+        with timer("regress"):
+            c2w = localizer.regress_pose(query)
+        return QueryResult(frame, invert_rigid(c2w), [], 0, 0, 0, {s: timer.times.get(s, 0.0) for s in STAGES})
     if not localizer.needs_prior:
         return regress_query(localizer, frame, query, config, timer)
     with timer("prior"):
@@ -225,7 +243,7 @@ def run_localization(
     queries = localizer.query_frames(split)
     if max_queries is not None:
         queries = queries[:max_queries]
-    priors = PriorSource(localizer, config) if localizer.needs_prior else None
+    priors = PriorSource(localizer, config) if localizer.needs_prior and not localizer.regresses_pose else None
     results: List[QueryResult] = []
     errors_cm: List[float] = []
     columns = [

@@ -6,7 +6,9 @@ camera is ``F^ = sum_i w_i f_i`` (eq. 3) with the frozen field's volume-renderin
 one ray per ``stride x stride`` pixel block (the paper renders the full map and downsamples it
 x16; rendering at stride 16 gives the same grid for 1/256 of the rays).  The pose decoder pools
 the ``C x h x w`` map to ``C x 2 x 3`` (1536 values), then MLP 256-128-12 -> a 3x4 pose whose
-rotation block is projected to SO(3) (:func:`orthonormalise_pose`).
+rotation block is projected to SO(3) (:func:`orthonormalise_pose`).  The MLP predicts the
+offset from the mean training pose (``pose_offset``, set from the data; ours: from zero a
+regressor spends its first thousands of steps learning the mean pose).
 
 Conventions: poses are OpenCV camera-to-world 3x4 in the **field's (Nerfstudio) frame** as
 torch tensors; rays are generated from them differentiably (``localize.refine.rays_from_pixels``),
@@ -16,7 +18,7 @@ so gradients reach a predicted pose through the rendered PoseMap (L_posemap).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from nerfstudio.cameras.rays import RayBundle
@@ -81,9 +83,11 @@ class PoseDecoder(nn.Module):
             if i < len(dims) - 1:
                 layers.append(nn.ReLU(inplace=True))
         self.mlp = nn.Sequential(*layers)
+        self.register_buffer("pose_offset", torch.zeros(12))
+        """Raw pose the decoder predicts for a zero MLP output: the mean training pose."""
 
     def forward(self, posemap: Tensor) -> Tensor:
-        return self.mlp(self.pool(posemap).flatten(1))
+        return self.mlp(self.pool(posemap).flatten(1)) + self.pose_offset
 
 
 class PoseMapRenderer(nn.Module):
@@ -96,9 +100,9 @@ class PoseMapRenderer(nn.Module):
         dims = nerf_model.field.feature_dims()
         self.branch = PoseBranch(sum(dims[name] for name in POSE_FEATURE_LAYERS), config)
 
-    def grid(self, intrinsics: Intrinsics) -> Tuple[Intrinsics, Tensor]:
+    def grid(self, intrinsics: Intrinsics, stride: Optional[int] = None) -> Tuple[Intrinsics, Tensor]:
         """The PoseMap camera (``1 / stride`` of the image) and its pixel centres ``(h * w, 2)``."""
-        s = self.config.stride
+        s = stride or self.config.stride
         crop = intrinsics.cropped_to_multiple_of(s)
         small = crop.scaled_to(max(1, crop.width // s), max(1, crop.height // s))
         v, u = torch.meshgrid(torch.arange(small.height), torch.arange(small.width), indexing="ij")
@@ -121,9 +125,10 @@ class PoseMapRenderer(nn.Module):
         feats = torch.cat([features[name].float() for name in POSE_FEATURE_LAYERS], dim=-1)
         return (weights * self.branch(feats)).sum(dim=-2)
 
-    def forward(self, c2w: Tensor, intrinsics: Intrinsics) -> Tensor:
-        """PoseMaps ``(B, C, h, w)`` of OpenCV c2w poses ``(B, 3, 4)`` (Nerfstudio frame)."""
-        small, uv = self.grid(intrinsics)
+    def forward(self, c2w: Tensor, intrinsics: Intrinsics, stride: Optional[int] = None) -> Tensor:
+        """PoseMaps ``(B, C, h, w)`` of OpenCV c2w poses ``(B, 3, 4)`` (Nerfstudio frame);
+        ``stride``: another ray spacing than the decoder's (e.g. finer, for visualisation)."""
+        small, uv = self.grid(intrinsics, stride)
         K = torch.as_tensor(small.matrix(), dtype=torch.float32, device=c2w.device)
         uv = uv.to(c2w.device)
         maps = []

@@ -17,12 +17,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Type
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Type
 
 import numpy as np
 import torch
 from nerfstudio.configs.base_config import InstantiateConfig
-from nerfstudio.pipelines.base_pipeline import Pipeline
 from torch import Tensor, nn
 
 from nerfloc_plugins.data.covisibility import covisible_pairs, overlap
@@ -35,6 +34,7 @@ from nerfloc_plugins.localize.io import read_pairs
 from nerfloc_plugins.localize.nerf_point_features import NerfPointFeatures, RenderedPoints
 from nerfloc_plugins.models.nerfmatch import NerfMatchModelConfig
 from nerfloc_plugins.models.nerfmatch_losses import coarse_fine_labels
+from nerfloc_plugins.pipelines.frozen_field_pipeline import FrozenFieldPipeline
 
 
 @dataclass
@@ -211,6 +211,11 @@ class NerfMatchDataManager:
         pairs = self.train_pairs()
         return self.collate([pairs[self._rng.randrange(len(pairs))] for _ in range(self.config.batch_size)])
 
+    def eval_batches(self) -> Iterator[Dict[str, Tensor]]:
+        pairs = self.eval_pairs()
+        for start in range(0, len(pairs), self.config.batch_size):
+            yield self.collate(pairs[start : start + self.config.batch_size])
+
     def next_eval(self, step: int) -> Dict[str, Tensor]:
         pairs = self.eval_pairs()
         start = (step * self.config.batch_size) % len(pairs)
@@ -225,70 +230,10 @@ class NerfMatchPipelineConfig(InstantiateConfig):
     model: NerfMatchModelConfig = field(default_factory=NerfMatchModelConfig)
 
 
-class NerfMatchPipeline(Pipeline):
+class NerfMatchPipeline(FrozenFieldPipeline):
     """Trainer-facing wrapper: batches from :class:`NerfMatchDataManager`, losses from the model."""
 
-    def __init__(
-        self,
-        config: NerfMatchPipelineConfig,
-        device: str | torch.device,
-        test_mode: str = "val",
-        world_size: int = 1,
-        local_rank: int = 0,
-        grad_scaler: Any = None,
-    ) -> None:
-        nn.Module.__init__(self)
-        self.config = config
-        self.test_mode = test_mode
-        self.world_size = world_size
-        self.datamanager = config.datamanager.setup(device=device)
-        self._model = config.model.setup(nerf_feature_dim=self.datamanager.feature_dim).to(device)
+    param_group = "nerfmatch"
 
-    @property
-    def device(self) -> torch.device:
-        return self._model.device
-
-    def get_param_groups(self) -> Dict[str, List[nn.Parameter]]:
-        return {"nerfmatch": list(self._model.parameters())}
-
-    def get_training_callbacks(self, training_callback_attributes) -> list:
-        return []
-
-    def _step(self, batch: Dict[str, Tensor]):
-        outputs = self._model(batch)
-        loss = self._model.get_loss_dict(outputs, batch)
-        metrics = self._model.get_metrics_dict(outputs, batch)
-        return outputs, loss, metrics
-
-    def get_train_loss_dict(self, step: int):
-        return self._step(self.datamanager.next_train(step))
-
-    @torch.no_grad()
-    def get_eval_loss_dict(self, step: int):
-        self.eval()
-        result = self._step(self.datamanager.next_eval(step))
-        self.train()
-        return result
-
-    @torch.no_grad()
-    def get_eval_image_metrics_and_images(self, step: int):
-        _, loss, metrics = self.get_eval_loss_dict(step)
-        batch_points = self.datamanager.get_train_rays_per_batch()
-        return {**{k: float(v) for k, v in metrics.items()}, "num_rays": batch_points}, {}
-
-    @torch.no_grad()
-    def get_average_eval_image_metrics(self, step: Optional[int] = None, output_path=None, get_std: bool = False):
-        pairs = self.datamanager.eval_pairs()
-        bs = self.datamanager.config.batch_size
-        totals: Dict[str, List[float]] = {}
-        self.eval()
-        for start in range(0, len(pairs), bs):
-            _, _, metrics = self._step(self.datamanager.collate(pairs[start : start + bs]))
-            for k, v in metrics.items():
-                totals.setdefault(k, []).append(float(v))
-        self.train()
-        return {k: float(np.mean(v)) for k, v in totals.items()}
-
-    def load_pipeline(self, loaded_state: Mapping[str, Any], step: int) -> None:
-        state = {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in loaded_state.items()}
-        self.load_state_dict(state)
+    def build_model(self) -> nn.Module:
+        return self.config.model.setup(nerf_feature_dim=self.datamanager.feature_dim)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Literal, Optional, Tuple, Type
 
+from nerfloc_plugins.localize.apr_localizer import APRLocalizer
 from nerfloc_plugins.localize.crossfire_localizer import CrossFireLocalizer, CrossFireLocalizerConfig
 from nerfloc_plugins.localize.d2s_localizer import D2SLocalizer, D2SLocalizerConfig, D2SRun
 from nerfloc_plugins.localize.localizer import Localizer
@@ -20,6 +21,7 @@ from nerfloc_plugins.localize.pnp import PnPConfig
 from nerfloc_plugins.localize.rendered_features_localizer import RenderedFeaturesConfig, RenderedFeaturesLocalizer
 from nerfloc_plugins.localize.retrieval import RetrievalConfig
 from nerfloc_plugins.localize.run import localize_and_report
+from nerfloc_plugins.models.apr import APRConfig
 from nerfloc_plugins.models.crossfire import CrossFireModelConfig
 from nerfloc_plugins.models.nerfloc_nerfacto import NerflocNerfactoModelConfig
 from nerfloc_plugins.models.nerfmatch import NerfMatchModelConfig
@@ -43,8 +45,13 @@ def _neuraloc(cfg: "Localize") -> Localizer:
     return NeuraLocLocalizer(cfg.load_config, cfg.neuraloc)
 
 
+def _apr(cfg: "Localize") -> Localizer:
+    return APRLocalizer(cfg.load_config)
+
+
 # most specific model config first
 LOCALIZERS: List[Tuple[Type, Callable[["Localize"], Localizer]]] = [
+    (APRConfig, _apr),
     (NeuraLocModelConfig, _neuraloc),
     (NerfMatchModelConfig, _nerfmatch),
     (CrossFireModelConfig, _crossfire),
@@ -66,8 +73,8 @@ class Localize:
     """Localize the queries of a trained map's dataset and write poses, metrics and a report."""
 
     load_config: Path
-    """``config.yml`` of an ``ns-train`` run of a nerfloc method, or ``d2s_run.yml`` of
-    ``ns-nerfloc-train-d2s``."""
+    """``config.yml`` of an ``ns-train`` run of a nerfloc method (a ``posemap-apr`` /
+    ``posemap-align`` run: APR alone), or ``d2s_run.yml`` of ``ns-nerfloc-train-d2s``."""
     output_dir: Path = Path("outputs/localize")
     split: Literal["test", "train"] = "test"
     max_queries: Optional[int] = None
@@ -87,6 +94,9 @@ class Localize:
     """Options of the NeuraLoc localizer (neuraloc runs)."""
     d2s: D2SLocalizerConfig = field(default_factory=D2SLocalizerConfig)
     """Options of the D2S localizer (d2s_run.yml)."""
+    pose_prior: Optional[Path] = None
+    """config.yml of a ``posemap-apr`` / ``posemap-align`` run: its pose is the prior of this
+    method's render -> match -> PnP -> refinement (instead of retrieval)."""
     baseline_metrics: Optional[Path] = None
     """``metrics.json`` of ``ns-localize-baseline`` to show beside this method in report.md."""
 
@@ -101,8 +111,10 @@ class Localize:
         raise SystemExit(f"error: {self.load_config}: no nerfloc localizer for model {type(model).__name__}")
 
     def main(self) -> dict:
-        pipeline = PipelineConfig(self.retrieval, self.pairs, self.pnp, self.refine)
+        pipeline = PipelineConfig(self.retrieval, self.pairs, self.pnp, self.refine, self.pose_prior)
         localizer = self.localizer()
+        if self.pose_prior is not None:
+            localizer.name = f"{localizer.name} + APR prior"
         return localize_and_report(
             localizer, pipeline, self.output_dir, self.split, self.max_queries, self.baseline_metrics
         )
