@@ -135,6 +135,7 @@ def test_short_apr_training_lowers_the_losses(posemap_nerf_run, pipeline_trainer
     config = method_config("posemap-apr-cpu", posemap_nerf_run)
     config.pipeline.datamanager.rvs_pool_size = 8
     config.pipeline.datamanager.rvs_refresh_every = 50
+    config.pipeline.model.input_scale = 1.0  # 64x48 images: VGG16 needs >= 32 px per side
     pipeline, run = pipeline_trainer(config, 120)
     history = run()
     assert set(history[0]) == {"pose", "image", "posemap", "rvs"}
@@ -159,7 +160,7 @@ def test_apr_runs_localize_alone_and_as_a_prior(posemap_nerf_run, small_nerf_run
     from nerfloc_plugins.localize.rendered_features_localizer import RenderedFeaturesLocalizer
     from nerfloc_plugins.scripts.localize import Localize
 
-    apr_run = ns_train("posemap-apr-cpu", posemap_nerf_run, tmp_path / "apr", 10)
+    apr_run = ns_train("posemap-apr-cpu", posemap_nerf_run, tmp_path / "apr", 10, "--pipeline.model.input-scale", "1")
     aligned = ns_train("posemap-align-cpu", apr_run, tmp_path / "align", 4)
     metrics = Localize(aligned, output_dir=tmp_path / "loc").main()
     assert metrics["method"] == "pmnet_ud" and metrics["num_queries"] == 2
@@ -184,3 +185,14 @@ def test_apr_runs_localize_alone_and_as_a_prior(posemap_nerf_run, small_nerf_run
     (chosen,) = prior(renderer.frames("test")[0], None)
     dt, dr = pose_error(invert_rigid(chosen.c2w), invert_rigid(frame.c2w))
     assert dt < 1e-4 and dr < 0.1, (dt, dr)  # float32 pose: arccos resolution ~0.05 deg
+
+
+def test_posemap_pose_gradient_is_rescaled_per_pose():
+    from nerfloc_plugins.models.pmnet_losses import clip_row_gradients
+
+    x = torch.randn(3, 12, requires_grad=True)
+    weights = torch.tensor([1e6, 1e-3, 10.0])[:, None] * torch.ones(3, 12)
+    (clip_row_gradients(x, 0.5) * weights).sum().backward()
+    norms = x.grad.norm(dim=-1)
+    assert torch.allclose(norms[0], torch.tensor(0.5)) and torch.allclose(norms[2], torch.tensor(0.5))
+    assert torch.allclose(norms[1], torch.tensor(1e-3 * 12**0.5))  # small gradients pass unchanged

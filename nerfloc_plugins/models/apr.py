@@ -130,6 +130,10 @@ class APRLossConfig:
     rvs_weight: float = 1.0
     triplet_margin: float = 0.5
     """DFNet's triplet margin on the 1 - cos feature distance."""
+    posemap_grad_clip: float = 1.0
+    """Ours: the PoseMap's gradient w.r.t. a predicted pose (through the hash grid) is ~1e6 x
+    L_pose's; it is rescaled per pose to at most this multiple of L_pose's per-pose gradient
+    norm (0: no rescaling).  Without it a gradient-norm clip leaves L_pose no signal."""
 
 
 def load_vgg16_weights(features: nn.Module, path: Path) -> None:

@@ -25,11 +25,30 @@ from nerfloc_plugins.models.apr import APRLossConfig, APRNet, pose_loss, posemap
 from nerfloc_plugins.models.posemap import PoseMapRenderer, orthonormalise_pose
 
 
-def posemap_term(posemaps: PoseMapRenderer, raw: Tensor, target_poses: Tensor, intrinsics: Intrinsics) -> Tensor:
+def clip_row_gradients(x: Tensor, max_norm: float) -> Tensor:
+    """Identity whose backward rescales the gradient of each row of ``x`` ``(B, D)`` to a norm of
+    at most ``max_norm`` (only the gradient flowing through the returned tensor)."""
+    if max_norm <= 0 or not x.requires_grad:
+        return x
+    y = x * 1.0
+    y.register_hook(lambda g: g * (max_norm / g.norm(dim=-1, keepdim=True).clamp(min=1e-20)).clamp(max=1.0))
+    return y
+
+
+def posemap_maps(posemaps: PoseMapRenderer, raw: Tensor, intrinsics: Intrinsics, config: APRLossConfig) -> Tensor:
+    """PoseMaps at raw predicted poses ``(B, 12)``, their gradient at each pose clipped to
+    ``posemap_grad_clip / B`` (L_pose's per-pose gradient norm is ``1 / B``)."""
+    raw = clip_row_gradients(raw, config.posemap_grad_clip / len(raw))
+    return posemaps(orthonormalise_pose(raw), intrinsics)
+
+
+def posemap_term(
+    posemaps: PoseMapRenderer, raw: Tensor, target_poses: Tensor, intrinsics: Intrinsics, config: APRLossConfig
+) -> Tensor:
     """``L_posemap`` of raw predictions ``(B, 12)`` against target poses (targets not differentiated)."""
     with torch.no_grad():
         target = posemaps(target_poses, intrinsics)
-    return posemap_loss(posemaps(orthonormalise_pose(raw), intrinsics), target)
+    return posemap_loss(posemap_maps(posemaps, raw, intrinsics, config), target)
 
 
 def apr_losses(
@@ -55,7 +74,7 @@ def apr_losses(
             feats, feats_rendered, negative, config.triplet_margin
         )
     if config.posemap_weight > 0:
-        losses["posemap"] = config.posemap_weight * posemap_term(posemaps, raw, poses, intrinsics)
+        losses["posemap"] = config.posemap_weight * posemap_term(posemaps, raw, poses, intrinsics, config)
     if config.rvs_weight > 0 and rvs is not None:
         rvs_images, rvs_poses = rvs
         rvs_raw, _ = net(rvs_images, with_features=False)
@@ -63,7 +82,7 @@ def apr_losses(
         if config.posemap_weight > 0:
             with torch.no_grad():
                 rvs_target = posemaps(rvs_poses, intrinsics)
-            rvs_pred = posemaps(orthonormalise_pose(rvs_raw), intrinsics)
+            rvs_pred = posemap_maps(posemaps, rvs_raw, intrinsics, config)
             # eq. 1's ||F^_rvs - F_rvs||_2 as a per-map RMS difference
             term = term + torch.sqrt(((rvs_pred - rvs_target) ** 2).mean(dim=(1, 2, 3)) + 1e-12).mean()
         losses["rvs"] = config.rvs_weight * term
@@ -90,5 +109,5 @@ def align_losses(
         * triplet_feature_loss(feats, feats_rendered, feats_negative, config.triplet_margin)
     }
     if config.posemap_weight > 0:
-        losses["posemap"] = config.posemap_weight * posemap_term(posemaps, raw_rendered, predicted, intrinsics)
+        losses["posemap"] = config.posemap_weight * posemap_term(posemaps, raw_rendered, predicted, intrinsics, config)
     return losses

@@ -244,6 +244,12 @@ class PoseMapAPRPipeline(FrozenFieldPipeline):
         dm, stage = self.datamanager, self.config.datamanager.stage
         if stage == "align":
             self.config.model = network_config(dm.init_from)
+        side = min(dm.intrinsics.width, dm.intrinsics.height) * self.config.model.input_scale
+        if side < 32:
+            raise ValueError(
+                f"{dm.config.data}: images of {dm.intrinsics.width}x{dm.intrinsics.height} at "
+                f"--pipeline.model.input-scale {self.config.model.input_scale} are under 32 px (VGG16's five pools)"
+            )
         model = PoseMapAPRModel(APRNet(self.config.model, load_weights=stage == "supervised"))
         if stage == "align":
             _, state = load_trained_state(dm.init_from)
