@@ -196,3 +196,16 @@ def test_posemap_pose_gradient_is_rescaled_per_pose():
     norms = x.grad.norm(dim=-1)
     assert torch.allclose(norms[0], torch.tensor(0.5)) and torch.allclose(norms[2], torch.tensor(0.5))
     assert torch.allclose(norms[1], torch.tensor(1e-3 * 12**0.5))  # small gradients pass unchanged
+
+
+def test_alignment_keeps_batch_norm_statistics_frozen():
+    with pytest.warns(UserWarning):
+        net = APRNet(APRConfig(width=0.25))
+    bn = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(bn) == 13 and all(m.training for m in bn)
+    before = bn[0].running_mean.clone()
+    net.freeze_batch_norm = True
+    net.train()
+    assert net.training and not any(m.training for m in bn)
+    net(torch.rand(1, 3, 64, 64))
+    assert torch.equal(bn[0].running_mean, before)  # a batch-1 step leaves the statistics alone

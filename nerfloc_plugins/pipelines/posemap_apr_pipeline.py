@@ -255,6 +255,7 @@ class PoseMapAPRPipeline(FrozenFieldPipeline):
             _, state = load_trained_state(dm.init_from)
             model.load_state_dict(model_state(state))
             model.net.freeze_batch_norm = True  # batch 1: keep the supervised run's statistics
+            model.net.train(model.net.training)  # applies it now (modules start in training mode)
         else:
             model.net.pose_offset.copy_(dm.train_poses.mean(dim=0).flatten().cpu())
         model.attach(dm, stage, self.config.losses)
