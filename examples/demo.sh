@@ -91,11 +91,12 @@ if has posemap; then
     echo "== posemap 3/4: self-supervised alignment on unlabelled query images (PMNet_ud)"
     ns-train posemap-align-cpu --data "$APR" --output-dir "$OUT" --experiment-name demo_room --timestamp demo \
         --viewer.quit-on-train-completion True
-    echo "== posemap 4/4: localize with the APR alone, and as CrossFire's pose prior, beside the baseline"
-    ns-localize --load-config "$ALIGNED" --output-dir "$OUT/localize-posemap" --baseline-metrics "$BASELINE"
+    echo "== posemap 4/4: localize with the APR alone (PMNet, PMNet_ud), and PMNet as CrossFire's pose prior, beside the baseline"
+    ns-localize --load-config "$APR" --output-dir "$OUT/localize-posemap" --baseline-metrics "$BASELINE"
+    ns-localize --load-config "$ALIGNED" --output-dir "$OUT/localize-posemap-aligned" --baseline-metrics "$BASELINE"
     CROSSFIRE="$OUT/demo_room/crossfire-cpu/demo/config.yml"
     if [[ -f "$CROSSFIRE" ]]; then
-        ns-localize --load-config "$CROSSFIRE" --pose-prior "$ALIGNED" --output-dir "$OUT/localize-posemap-crossfire" \
+        ns-localize --load-config "$CROSSFIRE" --pose-prior "$APR" --output-dir "$OUT/localize-posemap-crossfire" \
             --crossfire.render-scale 2 --baseline-metrics "$BASELINE"
     fi
 fi
@@ -107,6 +108,6 @@ has crossfire && echo "  crossfire:    $OUT/localize-crossfire/report.md; map $O
 has nerfmatch && echo "  nerfmatch:    $OUT/localize-nerfmatch-mini/report.md; matcher $OUT/demo_room/nerfmatch-mini-cpu/demo/config.yml"
 has neuraloc && echo "  neuraloc:     $OUT/localize-neuraloc/report.md; map $OUT/demo_room/neuraloc-cpu/demo/config.yml" \
     "(ns-viewer: descriptor_pca, context_pca, normals)"
-has posemap && echo "  posemap:      $OUT/localize-posemap/report.md (APR alone)" \
+has posemap && echo "  posemap:      $OUT/localize-posemap/report.md (PMNet alone), .../localize-posemap-aligned/ (PMNet_ud)" \
     "and $OUT/localize-posemap-crossfire/report.md (APR prior + CrossFire, when the crossfire stage ran)"
 echo "  each report: poses.txt, metrics.json, per_query.csv, report.md (beside the baseline), plots/"
