@@ -21,6 +21,17 @@ from nerfloc_plugins.geometry.poses import DataparserTransform, flip_opencv_open
 from nerfloc_plugins.geometry.projection import ray_length_per_unit_z
 
 
+def ray_bundle(origins: Tensor, directions: Tensor) -> RayBundle:
+    """Nerfstudio rays ``(N, 3)`` (unit directions, Nerfstudio frame) of camera 0, tiny pixel area."""
+    n = origins.shape[0]
+    return RayBundle(
+        origins=origins,
+        directions=directions,
+        pixel_area=torch.full((n, 1), 1e-6, device=origins.device),
+        camera_indices=torch.zeros((n, 1), dtype=torch.long, device=origins.device),
+    )
+
+
 class FieldRenderer:
     """A frozen trained model plus the dataset<->Nerfstudio transform of its run."""
 
@@ -79,14 +90,7 @@ class FieldRenderer:
 
     def render_rays(self, origins: Tensor, directions: Tensor) -> Tensor:
         """Differentiable RGB along Nerfstudio-frame rays (unit directions)."""
-        n = origins.shape[0]
-        bundle = RayBundle(
-            origins=origins,
-            directions=directions,
-            pixel_area=torch.full((n, 1), 1e-6, device=origins.device),
-            camera_indices=torch.zeros((n, 1), dtype=torch.long, device=origins.device),
-        )
-        return self.model(bundle)["rgb"]
+        return self.model(ray_bundle(origins, directions))["rgb"]
 
     def size_bytes(self) -> int:
         """Size of the trained field's parameters (what a NeRF map stores)."""

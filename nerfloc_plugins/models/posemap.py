@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import torch
-from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.field_components.field_heads import FieldHeadNames
 from torch import Tensor, nn
 
@@ -110,15 +109,10 @@ class PoseMapRenderer(nn.Module):
 
     def render_rays(self, origins: Tensor, directions: Tensor) -> Tensor:
         """Pose features ``(N, C)`` along Nerfstudio-frame rays (unit directions)."""
+        from nerfloc_plugins.localize.field_renderer import ray_bundle
+
         model = self.nerf[0]
-        n = origins.shape[0]
-        bundle = RayBundle(
-            origins=origins,
-            directions=directions,
-            pixel_area=torch.full((n, 1), 1e-6, device=origins.device),
-            camera_indices=torch.zeros((n, 1), dtype=torch.long, device=origins.device),
-        )
-        bundle = model.collider(bundle)
+        bundle = model.collider(ray_bundle(origins, directions))
         ray_samples, _, _ = model.proposal_sampler(bundle, density_fns=model.density_fns)
         field_outputs, features = model.field.forward_with_features(ray_samples, POSE_FEATURE_LAYERS)
         weights = ray_samples.get_weights(field_outputs[FieldHeadNames.DENSITY])
