@@ -151,7 +151,6 @@ def test_short_apr_training_lowers_the_losses(posemap_nerf_run, pipeline_trainer
 
 @pytest.mark.slow
 def test_apr_runs_localize_alone_and_as_a_prior(posemap_nerf_run, small_nerf_run, tmp_path):
-    from nerfloc_plugins.engine.trainer import load_trained_state
     from nerfloc_plugins.geometry.poses import invert_rigid
     from nerfloc_plugins.localize.apr_localizer import APRLocalizer
     from nerfloc_plugins.localize.field_renderer import FieldRenderer
@@ -169,7 +168,6 @@ def test_apr_runs_localize_alone_and_as_a_prior(posemap_nerf_run, small_nerf_run
     # make the APR answer one known pose: zero head, offset = a test frame's NeRF-frame pose
     renderer = FieldRenderer(small_nerf_run)
     frame = renderer.frames("test")[1]
-    _, state = load_trained_state(apr_run)
     ckpt = sorted((apr_run.parent / "nerfstudio_models").glob("*.ckpt"))[-1]
     full = torch.load(ckpt, weights_only=True)
     full["pipeline"]["_model.net.pose_head.weight"].zero_()

@@ -74,9 +74,8 @@ class NerflocTrainer(Trainer):
                     old.unlink()
 
 
-def load_trained_state(load_config: Path) -> tuple[TrainerConfig, dict]:
-    """A run's ``config.yml`` object and the pipeline state dict of its latest checkpoint
-    (loaded weights-only, on the CPU), without setting the pipeline up."""
+def read_run_config(load_config: Path) -> TrainerConfig:
+    """The object in a run's ``config.yml`` (no checkpoint is read)."""
     import yaml
 
     load_config = Path(load_config)
@@ -85,6 +84,14 @@ def load_trained_state(load_config: Path) -> tuple[TrainerConfig, dict]:
     config = yaml.load(load_config.read_text(), Loader=yaml.Loader)
     if not isinstance(config, TrainerConfig):
         raise ValueError(f"{load_config}: not an ns-train config.yml")
+    return config
+
+
+def load_trained_state(load_config: Path) -> tuple[TrainerConfig, dict]:
+    """A run's ``config.yml`` object and the pipeline state dict of its latest checkpoint
+    (loaded weights-only, on the CPU), without setting the pipeline up."""
+    load_config = Path(load_config)
+    config = read_run_config(load_config)
     ckpt_dir = load_config.parent / config.relative_model_dir
     checkpoints = sorted(ckpt_dir.glob("step-*.ckpt"))
     if not checkpoints:

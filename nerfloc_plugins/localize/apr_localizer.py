@@ -17,7 +17,6 @@ from typing import List, Optional
 
 import numpy as np
 import torch
-import yaml
 
 from nerfloc_plugins.data.frames import PosedFrame
 from nerfloc_plugins.geometry.poses import DataparserTransform, flip_opencv_opengl
@@ -25,19 +24,19 @@ from nerfloc_plugins.localize.baseline import load_rgb
 from nerfloc_plugins.localize.localizer import DatasetFramesLocalizer, MapView, QueryDescription
 
 
-def apr_run_chain(load_config: Path):
-    """``(APR run config, its posemap-nerf config, the NeRF run config)`` objects of an APR run."""
-    from nerfloc_plugins.engine.trainer import load_trained_state
+def nerf_run_config(load_config: Path):
+    """The config object of the NeRF run an APR run was trained on (following ``--data``:
+    align -> apr -> posemap-nerf -> nerf; configs only, no checkpoint is read)."""
+    from nerfloc_plugins.engine.trainer import read_run_config
 
-    config, _ = load_trained_state(load_config)
-    seen = [config]
-    for _ in range(3):  # align -> apr -> posemap-nerf -> nerf
-        data = Path(seen[-1].pipeline.datamanager.data)
+    config = read_run_config(load_config)
+    for _ in range(3):
+        data = Path(config.pipeline.datamanager.data)
         if not data.is_file():
             raise FileNotFoundError(f"{load_config}: the run it was trained on, {data}, is missing")
-        seen.append(yaml.load(data.read_text(), Loader=yaml.Loader))
-        if hasattr(seen[-1].pipeline.datamanager, "dataparser"):
-            return seen[-1]
+        config = read_run_config(data)
+        if hasattr(config.pipeline.datamanager, "dataparser"):
+            return config
     raise ValueError(f"{load_config}: cannot find the NeRF run this APR was trained on")
 
 
@@ -98,7 +97,7 @@ class APRLocalizer(DatasetFramesLocalizer):
 
     def __init__(self, load_config: Path, device: Optional[str] = None) -> None:
         self.regressor = APRPoseRegressor(load_config, device)
-        nerf_config = apr_run_chain(Path(load_config))
+        nerf_config = nerf_run_config(Path(load_config))
         self.parser = nerf_config.pipeline.datamanager.dataparser.setup()
         self.scene = Path(self.parser.config.data).name
         self.name = "pmnet_ud" if "align" in self.regressor.method_name else "pmnet"

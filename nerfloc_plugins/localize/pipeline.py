@@ -84,6 +84,10 @@ class StageTimer:
         finally:
             self.times[stage] += time.perf_counter() - start
 
+    def per_stage(self) -> Dict[str, float]:
+        """Seconds spent in each of :data:`STAGES` (0 for stages not run)."""
+        return {stage: self.times.get(stage, 0.0) for stage in STAGES}
+
 
 class PriorSource:
     """Top-k reference frames per query: from a pairs file, built-in VLAD retrieval, or the
@@ -155,7 +159,7 @@ def localize_query(
     if localizer.regresses_pose:
         with timer("regress"):
             c2w = localizer.regress_pose(query)
-        return QueryResult(frame, invert_rigid(c2w), [], 0, 0, 0, {s: timer.times.get(s, 0.0) for s in STAGES})
+        return QueryResult(frame, invert_rigid(c2w), [], 0, 0, 0, timer.per_stage())
     if not localizer.needs_prior:
         return regress_query(localizer, frame, query, config, timer)
     with timer("prior"):
@@ -180,7 +184,7 @@ def localize_query(
         num_matches=num_matches,
         num_inliers=result.num_inliers,
         iterations=iterations,
-        timings={stage: timer.times.get(stage, 0.0) for stage in STAGES},
+        timings=timer.per_stage(),
         query=query,
         view=vis_view,
         matches=vis_matches,
@@ -203,7 +207,7 @@ def regress_query(
         num_matches=len(pts2d),
         num_inliers=result.num_inliers,
         iterations=0,
-        timings={stage: timer.times.get(stage, 0.0) for stage in STAGES},
+        timings=timer.per_stage(),
         query=query,
     )
 

@@ -28,7 +28,7 @@ from nerfstudio.configs.base_config import InstantiateConfig
 from torch import Tensor, nn
 
 from nerfloc_plugins.data.frames import Intrinsics, PosedFrame
-from nerfloc_plugins.engine.trainer import load_trained_state
+from nerfloc_plugins.engine.trainer import load_trained_state, read_run_config
 from nerfloc_plugins.localize.baseline import load_rgb
 from nerfloc_plugins.localize.field_renderer import FieldRenderer
 from nerfloc_plugins.localize.metrics import pose_errors_c2w
@@ -36,7 +36,7 @@ from nerfloc_plugins.models.apr import APRConfig, APRLossConfig, APRNet, Perturb
 from nerfloc_plugins.models.pmnet_losses import align_losses, apr_losses
 from nerfloc_plugins.models.posemap import PoseMapRenderer, orthonormalise_pose
 from nerfloc_plugins.pipelines.frozen_field_pipeline import FrozenFieldPipeline, FrozenRunDataManager
-from nerfloc_plugins.pipelines.posemap_nerf_pipeline import require_run_config, single_intrinsics
+from nerfloc_plugins.pipelines.posemap_nerf_pipeline import ns_poses, require_run_config, single_intrinsics
 
 Stage = Literal["supervised", "align"]
 
@@ -87,7 +87,7 @@ class PoseMapAPRDataManager(FrozenRunDataManager):
         self.device = device
         if config.stage == "align":
             self.init_from = require_run_config(config.data, "posemap-align", "posemap-apr")
-            posemap_run = Path(load_trained_state(self.init_from)[0].pipeline.datamanager.data)
+            posemap_run = Path(read_run_config(self.init_from).pipeline.datamanager.data)
         else:
             self.init_from = None
             posemap_run = require_run_config(config.data, "posemap-apr", "posemap-nerf")
@@ -100,8 +100,8 @@ class PoseMapAPRDataManager(FrozenRunDataManager):
         self.test_frames = self.renderer.frames("test") or self.train_frames
         self.intrinsics = single_intrinsics(self.train_frames + self.test_frames, f"{posemap_run}")
         self.metres_per_unit = 1.0 / self.renderer.transform.scale
-        self.train_poses = self._ns_poses(self.train_frames)
-        self.test_poses = self._ns_poses(self.test_frames)
+        self.train_poses = ns_poses(self.renderer, self.train_frames, device)
+        self.test_poses = ns_poses(self.renderer, self.test_frames, device)
         self.train_images = load_images(self.train_frames, device)
         self.test_images = load_images(self.test_frames, device)
         source = self.test_frames if config.unlabelled_split == "test" else self.train_frames
@@ -110,11 +110,6 @@ class PoseMapAPRDataManager(FrozenRunDataManager):
         self._gen = torch.Generator().manual_seed(config.seed)
         self._rendered: Optional[Tensor] = None
         self._rvs: Optional[tuple[Tensor, Tensor]] = None
-
-    def _ns_poses(self, frames: List[PosedFrame]) -> Tensor:
-        from nerfloc_plugins.pipelines.posemap_nerf_pipeline import ns_poses
-
-        return ns_poses(self.renderer, frames, self.device)
 
     def get_train_rays_per_batch(self) -> int:
         return self.config.batch_size * self.intrinsics.width * self.intrinsics.height  # pixels per batch
@@ -230,9 +225,9 @@ def model_state(pipeline_state: Dict[str, Tensor]) -> Dict[str, Tensor]:
 def network_config(load_config: Path) -> APRConfig:
     """APRNet architecture of an APR run: an ``align`` run keeps the one of the run it started
     from, whatever its own config.yml's ``model`` says."""
-    config, _ = load_trained_state(load_config)
+    config = read_run_config(load_config)
     while config.pipeline.datamanager.stage == "align":
-        config, _ = load_trained_state(Path(config.pipeline.datamanager.data))
+        config = read_run_config(Path(config.pipeline.datamanager.data))
     return config.pipeline.model
 
 
