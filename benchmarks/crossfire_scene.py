@@ -21,9 +21,9 @@ from typing import Literal, Optional, Tuple
 
 import tyro
 
-from nerfloc_plugins.localize.crossfire_localizer import CrossFireLocalizerConfig
-from nerfloc_plugins.localize.pipeline import RefineConfig
+from nerfloc_plugins.localize.pipeline import PipelineConfig, RefineConfig
 from nerfloc_plugins.localize.report import results_table, stage_lines
+from nerfloc_plugins.methods.crossfire.crossfire_localizer import CrossFireLocalizerConfig
 from nerfloc_plugins.scripts.localize import Localize
 from nerfloc_plugins.scripts.localize_baseline import LocalizeBaseline
 from nerfloc_plugins.utils.atomic import write_json_atomically, write_text_atomically
@@ -68,7 +68,7 @@ class CrossFireBenchmark:
             metrics = Localize(
                 load_config=config,
                 output_dir=self.output_dir / f"crossfire_run_x{scale}",
-                refine=RefineConfig(iterations=self.iterations - 1),
+                pipeline=PipelineConfig(refine=RefineConfig(iterations=self.iterations - 1)),
                 crossfire=CrossFireLocalizerConfig(render_scale=scale),
                 baseline_metrics=self.output_dir / "baseline_run" / "metrics.json",
             ).main()

@@ -22,13 +22,13 @@ from typing import Optional
 
 import tyro
 
-from nerfloc_plugins.engine.d2s_trainer import D2STrainConfig
 from nerfloc_plugins.localize.report import results_table, stage_lines
+from nerfloc_plugins.methods.d2s.d2s_pose_synthesis import PoseSynthesisConfig
+from nerfloc_plugins.methods.d2s.d2s_synthesize import Synthesize
+from nerfloc_plugins.methods.d2s.d2s_train import TrainD2S
+from nerfloc_plugins.methods.d2s.d2s_trainer import D2STrainConfig
 from nerfloc_plugins.scripts.localize import Localize
 from nerfloc_plugins.scripts.localize_baseline import LocalizeBaseline
-from nerfloc_plugins.scripts.synthesize import Synthesize
-from nerfloc_plugins.scripts.train_d2s import TrainD2S
-from nerfloc_plugins.synthesis.pose_synthesis import PoseSynthesisConfig
 from nerfloc_plugins.utils.atomic import write_json_atomically, write_text_atomically
 
 

@@ -22,12 +22,12 @@ from typing import Dict, List, Optional
 import numpy as np
 import tyro
 
-from nerfloc_plugins.localize.nerfmatch_localizer import NerfMatchLocalizerConfig
-from nerfloc_plugins.localize.pipeline import RefineConfig
+from nerfloc_plugins.localize.pipeline import PipelineConfig, RefineConfig
 from nerfloc_plugins.localize.pnp import PnPConfig
 from nerfloc_plugins.localize.refine import PhotometricConfig
 from nerfloc_plugins.localize.report import results_table, stage_lines
 from nerfloc_plugins.localize.retrieval import RetrievalConfig
+from nerfloc_plugins.methods.nerfmatch.nerfmatch_localizer import NerfMatchLocalizerConfig
 from nerfloc_plugins.scripts.localize import Localize
 from nerfloc_plugins.scripts.localize_baseline import LocalizeBaseline
 from nerfloc_plugins.utils.atomic import write_json_atomically, write_text_atomically
@@ -66,9 +66,11 @@ class NerfMatchBenchmark:
         metrics = Localize(
             load_config=config,
             output_dir=self.output_dir / tag,
-            refine=refine,
-            retrieval=RetrievalConfig(source=source),
-            pnp=PnPConfig(threshold_px=self.pnp_threshold_px),
+            pipeline=PipelineConfig(
+                refine=refine,
+                retrieval=RetrievalConfig(source=source),
+                pnp=PnPConfig(threshold_px=self.pnp_threshold_px),
+            ),
             nerfmatch=NerfMatchLocalizerConfig(match_threshold=self.match_threshold),
             baseline_metrics=self.output_dir / "baseline_run" / "metrics.json",
         ).main()
@@ -76,7 +78,7 @@ class NerfMatchBenchmark:
         return metrics
 
     def render_timing(self, config: Path, repeats: int = 5) -> Dict[str, float]:
-        from nerfloc_plugins.localize.nerfmatch_localizer import NerfMatchLocalizer
+        from nerfloc_plugins.methods.nerfmatch.nerfmatch_localizer import NerfMatchLocalizer
 
         localizer = NerfMatchLocalizer(config)
         frame = localizer.map_frames()[0]

@@ -21,9 +21,9 @@ from typing import Literal, Optional
 
 import tyro
 
-from nerfloc_plugins.localize.neuraloc_localizer import NeuraLocLocalizerConfig
-from nerfloc_plugins.localize.pipeline import RefineConfig
+from nerfloc_plugins.localize.pipeline import PipelineConfig, RefineConfig
 from nerfloc_plugins.localize.report import results_table, stage_lines
+from nerfloc_plugins.methods.neuraloc.neuraloc_localizer import NeuraLocLocalizerConfig
 from nerfloc_plugins.scripts.localize import Localize
 from nerfloc_plugins.scripts.localize_baseline import LocalizeBaseline
 from nerfloc_plugins.utils.atomic import write_json_atomically, write_text_atomically
@@ -60,7 +60,7 @@ class NeuraLocBenchmark:
         metrics = Localize(
             load_config=config,
             output_dir=self.output_dir / f"run_{tag}",
-            refine=RefineConfig(iterations=self.refine_iterations),
+            pipeline=PipelineConfig(refine=RefineConfig(iterations=self.refine_iterations)),
             neuraloc=localizer,
             baseline_metrics=self.output_dir / "baseline_run" / "metrics.json",
         ).main()

@@ -24,10 +24,10 @@ from typing import Optional, Tuple
 import torch
 import tyro
 
-from nerfloc_plugins.localize.apr_localizer import APRPoseRegressor
-from nerfloc_plugins.localize.baseline import load_rgb
-from nerfloc_plugins.localize.pipeline import RefineConfig
+from nerfloc_plugins.data.images import load_rgb
+from nerfloc_plugins.localize.pipeline import PipelineConfig, RefineConfig
 from nerfloc_plugins.localize.report import results_table, stage_lines
+from nerfloc_plugins.methods.posemap.posemap_localizer import APRPoseRegressor
 from nerfloc_plugins.scripts.localize import Localize
 from nerfloc_plugins.scripts.localize_baseline import LocalizeBaseline
 from nerfloc_plugins.utils.atomic import write_json_atomically, write_text_atomically
@@ -65,7 +65,7 @@ class PoseMapBenchmark:
         metrics = Localize(
             load_config=config,
             output_dir=self.output_dir / f"run_{tag}",
-            refine=RefineConfig(iterations=self.refine_iterations),
+            pipeline=PipelineConfig(refine=RefineConfig(iterations=self.refine_iterations)),
             pose_prior=prior,
             baseline_metrics=self.output_dir / "baseline_run" / "metrics.json",
         ).main()

@@ -21,8 +21,8 @@ from nerfstudio.plugins.types import MethodSpecification
 
 from nerfloc_plugins.data.nerfloc_dataset import NerflocDataset
 from nerfloc_plugins.data.sevenscenes import SevenScenesDataParserConfig
-from nerfloc_plugins.engine.trainer import NerflocTrainerConfig
-from nerfloc_plugins.models.crossfire import CrossFireModelConfig
+from nerfloc_plugins.methods.crossfire.crossfire_model import CrossFireModelConfig
+from nerfloc_plugins.nerf.trainer import NerflocTrainerConfig
 
 
 def crossfire_optimizers(field_lr: float, cnn_lr: float, max_steps: int, drop_at: int = 2000) -> dict:

@@ -19,8 +19,8 @@ from nerfstudio.plugins.types import MethodSpecification
 
 from nerfloc_plugins.data.nerfloc_dataset import NerflocDataset
 from nerfloc_plugins.data.sevenscenes import SevenScenesDataParserConfig
-from nerfloc_plugins.engine.trainer import NerflocTrainerConfig
-from nerfloc_plugins.models.nerfloc_nerfacto import NerflocNerfactoModelConfig
+from nerfloc_plugins.nerf.nerfloc_nerfacto_model import NerflocNerfactoModelConfig
+from nerfloc_plugins.nerf.trainer import NerflocTrainerConfig
 
 
 def nerfacto_optimizers(lr: float = 1e-2, max_steps: int = 200000) -> dict:

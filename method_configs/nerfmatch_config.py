@@ -16,11 +16,11 @@ from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import CosineDecaySchedulerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
-from nerfloc_plugins.encoders.nerfmatch_encoder import ImageEncoderConfig
-from nerfloc_plugins.engine.trainer import NerflocTrainerConfig
-from nerfloc_plugins.models.nerfmatch import NerfMatchModelConfig
-from nerfloc_plugins.models.nerfmatch_matcher import MatcherConfig
-from nerfloc_plugins.pipelines.nerfmatch_pipeline import NerfMatchDataManagerConfig, NerfMatchPipelineConfig
+from nerfloc_plugins.methods.nerfmatch.nerfmatch_encoder import ImageEncoderConfig
+from nerfloc_plugins.methods.nerfmatch.nerfmatch_matcher import MatcherConfig
+from nerfloc_plugins.methods.nerfmatch.nerfmatch_model import NerfMatchModelConfig
+from nerfloc_plugins.methods.nerfmatch.nerfmatch_pipeline import NerfMatchDataManagerConfig, NerfMatchPipelineConfig
+from nerfloc_plugins.nerf.trainer import NerflocTrainerConfig
 
 
 @dataclass

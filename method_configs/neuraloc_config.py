@@ -18,11 +18,11 @@ from nerfstudio.plugins.types import MethodSpecification
 
 from nerfloc_plugins.data.nerfloc_dataset import NerflocDataset
 from nerfloc_plugins.data.sevenscenes import SevenScenesDataParserConfig
-from nerfloc_plugins.encoders.neuraloc_teachers import NeuraLocTeacherConfig
-from nerfloc_plugins.engine.trainer import NerflocTrainerConfig
-from nerfloc_plugins.fields.neuraloc_field import HashGridConfig
-from nerfloc_plugins.models.neuraloc import NeuraLocModelConfig
-from nerfloc_plugins.pipelines.neuraloc_pipeline import NeuraLocPipelineConfig
+from nerfloc_plugins.methods.neuraloc.neuraloc_field import HashGridConfig
+from nerfloc_plugins.methods.neuraloc.neuraloc_model import NeuraLocModelConfig
+from nerfloc_plugins.methods.neuraloc.neuraloc_pipeline import NeuraLocPipelineConfig
+from nerfloc_plugins.methods.neuraloc.neuraloc_teachers import NeuraLocTeacherConfig
+from nerfloc_plugins.nerf.trainer import NerflocTrainerConfig
 
 
 def neuraloc_optimizers(max_steps: int, lr: float = 1e-2) -> dict:

@@ -23,10 +23,13 @@ from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import CosineDecaySchedulerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
-from nerfloc_plugins.engine.trainer import NerflocTrainerConfig
-from nerfloc_plugins.models.apr import APRConfig
-from nerfloc_plugins.pipelines.posemap_apr_pipeline import PoseMapAPRDataManagerConfig, PoseMapAPRPipelineConfig
-from nerfloc_plugins.pipelines.posemap_nerf_pipeline import PoseMapNerfDataManagerConfig, PoseMapNerfPipelineConfig
+from nerfloc_plugins.methods.posemap.posemap_apr_pipeline import PoseMapAPRDataManagerConfig, PoseMapAPRPipelineConfig
+from nerfloc_plugins.methods.posemap.posemap_aprnet import APRConfig
+from nerfloc_plugins.methods.posemap.posemap_nerf_pipeline import (
+    PoseMapNerfDataManagerConfig,
+    PoseMapNerfPipelineConfig,
+)
+from nerfloc_plugins.nerf.trainer import NerflocTrainerConfig
 
 
 @dataclass

@@ -127,8 +127,8 @@ def recover_perturbed_poses(localizer, frames, config) -> list:
 
     import torch
 
+    from nerfloc_plugins.geometry.pose_errors import pose_error
     from nerfloc_plugins.geometry.poses import invert_rigid
-    from nerfloc_plugins.localize.metrics import pose_error
     from nerfloc_plugins.localize.pipeline import localize_query
     from nerfloc_plugins.localize.refine import perturb
 

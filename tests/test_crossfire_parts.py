@@ -6,9 +6,9 @@ import pytest
 import torch
 from nerfstudio.cameras.rays import Frustums, RaySamples
 
-from nerfloc_plugins.encoders.crossfire_cnn import CrossFireCNN
-from nerfloc_plugins.fields.crossfire_field import CrossFireField
-from nerfloc_plugins.models import crossfire_losses as L
+from nerfloc_plugins.methods.crossfire import crossfire_losses as L
+from nerfloc_plugins.methods.crossfire.crossfire_cnn import CrossFireCNN
+from nerfloc_plugins.methods.crossfire.crossfire_field import CrossFireField
 
 
 def test_positive_loss_hand_values():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nerfloc_plugins.geometry.poses import invert_rigid, qvec_to_rotmat, rotmat_to_qvec
-from nerfloc_plugins.synthesis.pose_synthesis import (
+from nerfloc_plugins.methods.d2s.d2s_pose_synthesis import (
     PoseSynthesisConfig,
     interpolate_poses,
     nearest_pose_pairs,
@@ -76,7 +76,7 @@ def test_nearest_pairs_and_deduplication():
 def test_pose_exports_round_trip(tmp_path):
     from nerfloc_plugins.data.frames import Intrinsics
     from nerfloc_plugins.geometry.poses import DataparserTransform, w2c_from_qvec_tvec
-    from nerfloc_plugins.synthesis.pose_export import CSV_COLUMNS, write_camera_path, write_poses_csv
+    from nerfloc_plugins.methods.d2s.d2s_pose_export import CSV_COLUMNS, write_camera_path, write_poses_csv
 
     rng = np.random.default_rng(3)
     c2ws = [random_c2w(rng, rng.normal(size=3)) for _ in range(4)]
@@ -99,7 +99,7 @@ def test_pose_exports_round_trip(tmp_path):
 
 
 def test_min_match_threshold_scales_with_image_size():
-    from nerfloc_plugins.synthesis.descriptor_synthesis import scaled_min_matches
+    from nerfloc_plugins.methods.d2s.d2s_descriptor_synthesis import scaled_min_matches
 
     assert scaled_min_matches(500, 640, 480) == 500
     assert scaled_min_matches(500, 160, 120) == 31
@@ -123,10 +123,10 @@ class PlantedMatcher:
 
 def test_label_inheritance_and_match_filter_on_planted_correspondences():
     from nerfloc_plugins.data.frames import Intrinsics, PosedFrame
-    from nerfloc_plugins.localize.features import LocalFeatures
-    from nerfloc_plugins.synthesis.descriptor_synthesis import label_synthetic_view
-    from nerfloc_plugins.synthesis.keypoint_views import KeypointView
-    from nerfloc_plugins.synthesis.pose_synthesis import SynthesizedPose
+    from nerfloc_plugins.features.local_features import LocalFeatures
+    from nerfloc_plugins.methods.d2s.d2s_descriptor_synthesis import label_synthetic_view
+    from nerfloc_plugins.methods.d2s.d2s_keypoint_views import KeypointView
+    from nerfloc_plugins.methods.d2s.d2s_pose_synthesis import SynthesizedPose
 
     rng = np.random.default_rng(4)
     eye = np.eye(32, dtype=np.float32)
@@ -157,7 +157,7 @@ def test_label_inheritance_and_match_filter_on_planted_correspondences():
 
 def tiny_views(rng, n_views=6, n_points=40, dim=32):
     """Views of one random 3D point set: each point has a fixed descriptor (+ noise)."""
-    from nerfloc_plugins.synthesis.keypoint_views import KeypointView
+    from nerfloc_plugins.methods.d2s.d2s_keypoint_views import KeypointView
 
     points = rng.uniform(-1, 1, size=(n_points, 3)) + np.array([0, 0, 3.0])
     desc = rng.normal(size=(n_points, dim))
@@ -177,8 +177,8 @@ def tiny_views(rng, n_views=6, n_points=40, dim=32):
 
 
 def test_d2s_regressor_overfits_a_tiny_set_and_reloads(tmp_path):
-    from nerfloc_plugins.engine.d2s_trainer import D2STrainConfig, collate, load_d2s, save_d2s, train_d2s
-    from nerfloc_plugins.models.d2s import D2SConfig
+    from nerfloc_plugins.methods.d2s.d2s_model import D2SConfig
+    from nerfloc_plugins.methods.d2s.d2s_trainer import D2STrainConfig, collate, load_d2s, save_d2s, train_d2s
 
     rng = np.random.default_rng(5)
     views, _, _ = tiny_views(rng)
@@ -209,7 +209,7 @@ def test_d2s_regressor_overfits_a_tiny_set_and_reloads(tmp_path):
 
 
 def test_keypoint_views_round_trip_and_bad_file(tmp_path):
-    from nerfloc_plugins.synthesis.keypoint_views import load_views, save_views
+    from nerfloc_plugins.methods.d2s.d2s_keypoint_views import load_views, save_views
 
     views, _, _ = tiny_views(np.random.default_rng(6), n_views=3)
     save_views(views, tmp_path / "v.npz")
@@ -225,9 +225,9 @@ def test_keypoint_views_round_trip_and_bad_file(tmp_path):
 
 def test_triangulated_labels_recover_planted_points():
     from nerfloc_plugins.data.frames import Intrinsics, PosedFrame
+    from nerfloc_plugins.features.local_features import LocalFeatures
     from nerfloc_plugins.geometry.projection import project
-    from nerfloc_plugins.localize.features import LocalFeatures
-    from nerfloc_plugins.synthesis.descriptor_synthesis import triangulate_labels
+    from nerfloc_plugins.methods.d2s.d2s_descriptor_synthesis import triangulate_labels
 
     rng = np.random.default_rng(7)
     points = rng.uniform(-1, 1, size=(25, 3)) + np.array([0, 0, 4.0])
@@ -252,9 +252,9 @@ def test_inherited_labels_reproject_onto_keypoints_of_a_novel_view():
     (exactly) between them: inherited depth-lifted labels project onto the synthetic keypoints."""
     from nerfloc_plugins.data.frames import Intrinsics, PosedFrame
     from nerfloc_plugins.data.synthetic_scene import default_sequences, demo_room, render_view
+    from nerfloc_plugins.features.feature_matcher import LocalFeatureMatcher
     from nerfloc_plugins.geometry.projection import project
-    from nerfloc_plugins.localize.feature_matching import LocalFeatureMatcher
-    from nerfloc_plugins.synthesis.descriptor_synthesis import label_synthetic_view, lift_with_depth, real_view
+    from nerfloc_plugins.methods.d2s.d2s_descriptor_synthesis import label_synthetic_view, lift_with_depth, real_view
 
     boxes = demo_room()
     intr = Intrinsics(525.0, 525.0, 320.0, 240.0, 640, 480).scaled_to(160, 120)
@@ -280,9 +280,9 @@ def test_inherited_labels_reproject_onto_keypoints_of_a_novel_view():
 @pytest.mark.slow
 def test_synthesis_cli_writes_poses_views_and_labels(small_nerf_run, tmp_path):
     """ns-nerfloc-synthesize on a small trained run: pose count, files, kept views and labels."""
-    from nerfloc_plugins.scripts.synthesize import Synthesize
-    from nerfloc_plugins.synthesis.keypoint_views import load_views
-    from nerfloc_plugins.synthesis.pose_synthesis import nearest_pose_pairs
+    from nerfloc_plugins.methods.d2s.d2s_keypoint_views import load_views
+    from nerfloc_plugins.methods.d2s.d2s_pose_synthesis import nearest_pose_pairs
+    from nerfloc_plugins.methods.d2s.d2s_synthesize import Synthesize
 
     out = tmp_path / "synth"
     config = PoseSynthesisConfig(top_k=1, samples_per_pair=3)

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nerfloc_plugins.data.hloc_files import read_poses
+from nerfloc_plugins.geometry.pose_errors import pose_error
 from nerfloc_plugins.geometry.poses import invert_rigid
-from nerfloc_plugins.localize.io import read_poses
-from nerfloc_plugins.localize.metrics import pose_error
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "demo_room"
@@ -79,7 +79,7 @@ def test_field_renderer_matches_nerfstudio_cameras_and_ns_localize_runs(tiny_run
     import torch
 
     from nerfloc_plugins.geometry.projection import ray_length_per_unit_z
-    from nerfloc_plugins.localize.field_renderer import FieldRenderer
+    from nerfloc_plugins.nerf.field_renderer import FieldRenderer
 
     renderer = FieldRenderer(tiny_run)
     frame = renderer.frames("train")[3]

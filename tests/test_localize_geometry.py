@@ -7,9 +7,10 @@ import torch
 from nerfloc_plugins.data.frames import Intrinsics
 from nerfloc_plugins.geometry.poses import DataparserTransform, invert_rigid, qvec_to_rotmat
 from nerfloc_plugins.geometry.projection import project
+from nerfloc_plugins.geometry.rays import rays_from_pixels
 from nerfloc_plugins.localize import io, matching, metrics
 from nerfloc_plugins.localize.pnp import PnPConfig, solve_pnp
-from nerfloc_plugins.localize.refine import PhotometricConfig, PhotometricRefiner, perturb, rays_from_pixels
+from nerfloc_plugins.localize.refine import PhotometricConfig, PhotometricRefiner, perturb
 from nerfloc_plugins.localize.retrieval import RetrievalConfig, VladIndex, kmeans
 
 INTR = Intrinsics(200.0, 210.0, 80.0, 60.0, 160, 120)

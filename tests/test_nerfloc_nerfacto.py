@@ -10,8 +10,8 @@ from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.utils.eval_utils import eval_setup
 
-from nerfloc_plugins.engine.trainer import to_weights_only_safe
-from nerfloc_plugins.models.nerfloc_nerfacto import NerflocNerfactoModelConfig, _UnavailableLPIPS
+from nerfloc_plugins.nerf.nerfloc_nerfacto_model import NerflocNerfactoModelConfig, _UnavailableLPIPS
+from nerfloc_plugins.nerf.trainer import to_weights_only_safe
 
 
 def small_model(**overrides):

@@ -10,8 +10,8 @@ from torch import nn
 
 from nerfloc_plugins.geometry.poses import invert_rigid
 from nerfloc_plugins.geometry.projection import backproject
-from nerfloc_plugins.models import nerfmatch_losses as L
-from nerfloc_plugins.models.nerfmatch_matcher import (
+from nerfloc_plugins.methods.nerfmatch import nerfmatch_losses as L
+from nerfloc_plugins.methods.nerfmatch.nerfmatch_matcher import (
     FINE_HALF_EXTENT_PX,
     MatcherConfig,
     NerfMatcher,
@@ -40,7 +40,7 @@ def test_dual_softmax_mutual_matching_recovers_planted_correspondences():
     out = matcher.coarse(image, (4, 6), nerf, torch.zeros(1, 24, 3), valid)
     s = out["scores"][0]
     assert torch.allclose(s[:, 5], torch.zeros(24))
-    from nerfloc_plugins.localize.matching import mutual_argmax
+    from nerfloc_plugins.features.matching import mutual_argmax
 
     idx, _ = mutual_argmax(out["scores"], 0.2)
     cells, points = idx[:, 1], idx[:, 2]
@@ -101,8 +101,8 @@ def test_fine_matching_expectation_finds_the_planted_pixel():
 
 
 def test_rendered_point_features_shapes_and_layers(tiny_run):
-    from nerfloc_plugins.localize.field_renderer import FieldRenderer
-    from nerfloc_plugins.localize.nerf_point_features import NerfPointFeatures
+    from nerfloc_plugins.nerf.field_renderer import FieldRenderer
+    from nerfloc_plugins.nerf.point_features import NerfPointFeatures
 
     renderer = FieldRenderer(tiny_run)
     dims = renderer.model.field.feature_dims()
@@ -153,7 +153,7 @@ def test_short_training_lowers_nerfmatch_loss(small_nerf_run, method, pipeline_t
 
 @pytest.mark.parametrize("backbone", ["convformer_s18", "resnet34", "aliked"])
 def test_image_encoder_maps_and_local_weights(backbone, tmp_path):
-    from nerfloc_plugins.encoders.nerfmatch_encoder import ImageEncoder, ImageEncoderConfig
+    from nerfloc_plugins.methods.nerfmatch.nerfmatch_encoder import ImageEncoder, ImageEncoderConfig
 
     config = ImageEncoderConfig(backbone=backbone, coarse_dim=32, fine_dim=16)
     with pytest.warns(UserWarning, match="random initialisation") if backbone != "aliked" else _no_warning():

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from nerfloc_plugins.encoders.neuraloc_teachers import NeuraLocTeacherConfig, NeuraLocTeachers, sample_map
 from nerfloc_plugins.localize.localizer import MapView, QueryDescription
-from nerfloc_plugins.localize.neuraloc_localizer import NeuraLocLocalizer, NeuraLocLocalizerConfig
-from nerfloc_plugins.models import neuraloc_losses as L
+from nerfloc_plugins.methods.neuraloc import neuraloc_losses as L
+from nerfloc_plugins.methods.neuraloc.neuraloc_localizer import NeuraLocLocalizer, NeuraLocLocalizerConfig
+from nerfloc_plugins.methods.neuraloc.neuraloc_teachers import NeuraLocTeacherConfig, NeuraLocTeachers, sample_map
 
 
 def test_bell_weights_peak_at_the_surface_and_are_symmetric():
@@ -110,8 +110,8 @@ def test_hungarian_with_context_filter_recovers_planted_assignment():
 
 
 def test_aliked_teacher_maps_agree_with_keypoint_descriptors(tmp_path):
+    from nerfloc_plugins.data.images import load_rgb
     from nerfloc_plugins.data.synthetic_scene import write_sevenscenes_scene
-    from nerfloc_plugins.localize.baseline import load_rgb
 
     write_sevenscenes_scene(tmp_path / "s", width=160, height=120, frames_per_train_seq=1, frames_test=1, supersample=1)
     image = load_rgb(next((tmp_path / "s").rglob("*.color.png")))
@@ -136,7 +136,7 @@ def test_sam_context_from_a_kornia_sam(tmp_path):
     """The SAM path with a tiny randomly initialised kornia SAM (real checkpoints: vit_b/l/h)."""
     from kornia.models.sam import Sam, SamConfig
 
-    from nerfloc_plugins.encoders.neuraloc_teachers import SamContext
+    from nerfloc_plugins.methods.neuraloc.neuraloc_teachers import SamContext
 
     sam = Sam.from_config(
         SamConfig(encoder_embed_dim=32, encoder_depth=1, encoder_num_heads=1, encoder_global_attn_indexes=(0,))

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from conftest import recover_perturbed_poses
 
-from nerfloc_plugins.localize.neuraloc_localizer import NeuraLocLocalizer, NeuraLocLocalizerConfig
 from nerfloc_plugins.localize.pipeline import PipelineConfig, RefineConfig
+from nerfloc_plugins.methods.neuraloc.neuraloc_localizer import NeuraLocLocalizer, NeuraLocLocalizerConfig
 
 
 @pytest.mark.slow

@@ -10,8 +10,20 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from nerfloc_plugins.models.apr import APRConfig, APRNet, PerturbationConfig, perturb_poses, pose_loss, posemap_loss
-from nerfloc_plugins.models.posemap import PoseDecoder, PoseMapConfig, PoseMapRenderer, orthonormalise_pose
+from nerfloc_plugins.methods.posemap.posemap_aprnet import (
+    APRConfig,
+    APRNet,
+    PerturbationConfig,
+    perturb_poses,
+    pose_loss,
+    posemap_loss,
+)
+from nerfloc_plugins.methods.posemap.posemap_nerfp import (
+    PoseDecoder,
+    PoseMapConfig,
+    PoseMapRenderer,
+    orthonormalise_pose,
+)
 
 
 def test_orthonormalised_decoder_output_is_a_valid_pose():
@@ -93,8 +105,8 @@ def posemap_nerf_run(small_nerf_run, tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_posemap_gradient_reaches_the_predicted_pose(small_nerf_run):
-    from nerfloc_plugins.localize.field_renderer import FieldRenderer
     from nerfloc_plugins.localize.refine import perturb
+    from nerfloc_plugins.nerf.field_renderer import FieldRenderer
 
     renderer = FieldRenderer(small_nerf_run)
     torch.manual_seed(0)
@@ -151,12 +163,12 @@ def test_short_apr_training_lowers_the_losses(posemap_nerf_run, pipeline_trainer
 
 @pytest.mark.slow
 def test_apr_runs_localize_alone_and_as_a_prior(posemap_nerf_run, small_nerf_run, tmp_path):
+    from nerfloc_plugins.geometry.pose_errors import pose_error
     from nerfloc_plugins.geometry.poses import invert_rigid
-    from nerfloc_plugins.localize.apr_localizer import APRLocalizer
-    from nerfloc_plugins.localize.field_renderer import FieldRenderer
-    from nerfloc_plugins.localize.metrics import pose_error
-    from nerfloc_plugins.localize.pipeline import PipelineConfig, PriorSource
+    from nerfloc_plugins.localize.pipeline import PriorSource
     from nerfloc_plugins.localize.rendered_features_localizer import RenderedFeaturesLocalizer
+    from nerfloc_plugins.methods.posemap.posemap_localizer import APRLocalizer
+    from nerfloc_plugins.nerf.field_renderer import FieldRenderer
     from nerfloc_plugins.scripts.localize import Localize
 
     apr_run = ns_train("posemap-apr-cpu", posemap_nerf_run, tmp_path / "apr", 10, "--pipeline.model.input-scale", "1")
@@ -178,15 +190,19 @@ def test_apr_runs_localize_alone_and_as_a_prior(posemap_nerf_run, small_nerf_run
     localizer = APRLocalizer(apr_run)
     dt, dr = pose_error(invert_rigid(localizer.regress_pose(localizer.describe_query(frame))), invert_rigid(frame.c2w))
     assert dt < 1e-4 and dr < 0.1, (dt, dr)  # float32 pose: arccos resolution ~0.05 deg
-    # as the prior of a field localizer: the prior frame is at the APR pose
-    prior = PriorSource(RenderedFeaturesLocalizer(small_nerf_run), PipelineConfig(pose_prior=apr_run))
+    # as the prior of a field localizer (ns-localize --pose-prior, through the APR's localizer spec):
+    # the prior frame is at the APR pose
+    command = Localize(small_nerf_run, pose_prior=apr_run)
+    field_localizer = command.localizer()
+    assert isinstance(field_localizer, RenderedFeaturesLocalizer)
+    prior = PriorSource(field_localizer, command.pipeline, command.prior(field_localizer))
     (chosen,) = prior(renderer.frames("test")[0], None)
     dt, dr = pose_error(invert_rigid(chosen.c2w), invert_rigid(frame.c2w))
     assert dt < 1e-4 and dr < 0.1, (dt, dr)  # float32 pose: arccos resolution ~0.05 deg
 
 
 def test_posemap_pose_gradient_is_rescaled_per_pose():
-    from nerfloc_plugins.models.pmnet_losses import clip_row_gradients
+    from nerfloc_plugins.methods.posemap.posemap_losses import clip_row_gradients
 
     x = torch.randn(3, 12, requires_grad=True)
     weights = torch.tensor([1e6, 1e-3, 10.0])[:, None] * torch.ones(3, 12)

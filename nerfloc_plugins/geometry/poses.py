@@ -110,14 +110,6 @@ def c2w_from_w2c_qvec_and_center(qvec_w2c: np.ndarray, center: np.ndarray) -> np
     return out
 
 
-def is_rotation(rotmat: np.ndarray, atol: float = 1e-4) -> bool:
-    """True when every ``(*, 3, 3)`` matrix is orthonormal with determinant +1."""
-    rotmat = np.asarray(rotmat, dtype=np.float64)
-    eye = np.eye(3)
-    ortho = np.allclose(np.swapaxes(rotmat, -1, -2) @ rotmat, eye, atol=atol)
-    return bool(ortho and np.allclose(np.linalg.det(rotmat), 1.0, atol=atol))
-
-
 @dataclass(frozen=True)
 class DataparserTransform:
     """Similarity between the dataset's metric frame and Nerfstudio's normalised frame.

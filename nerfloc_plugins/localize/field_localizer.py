@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import numpy as np
+import torch
 
 from nerfloc_plugins.data.frames import Intrinsics, PosedFrame
-from nerfloc_plugins.localize.baseline import load_rgb
-from nerfloc_plugins.localize.field_renderer import FieldRenderer
-from nerfloc_plugins.localize.localizer import Localizer, QueryDescription
+from nerfloc_plugins.data.images import load_rgb
+from nerfloc_plugins.geometry.projection import backproject, pixel_grid
+from nerfloc_plugins.localize.localizer import MapView, MapViewLocalizer, QueryDescription
 from nerfloc_plugins.localize.refine import PhotometricConfig, PhotometricRefiner
+from nerfloc_plugins.nerf.field_renderer import FieldRenderer
 
 
 class FieldPhotometricRefiner:
@@ -29,7 +31,7 @@ class FieldPhotometricRefiner:
         return self.renderer.c2w_from_ns_opencv(c2w_ns)
 
 
-class FieldLocalizer(Localizer):
+class FieldLocalizer(MapViewLocalizer):
     """A localizer whose map is the trained run at ``load_config``; it renders at any pose."""
 
     renders_at_any_pose = True
@@ -56,6 +58,36 @@ class FieldLocalizer(Localizer):
         if source == "images":
             return load_rgb(frame.image_path)
         return self.renderer.render(frame.c2w, self.retrieval_intrinsics(frame))["rgb"]
+
+    def rendered_feature_view(
+        self,
+        c2w: np.ndarray,
+        intrinsics: Intrinsics,
+        descriptors: str = "descriptors",
+        context: Optional[str] = None,
+        min_accumulation: float = 0.5,
+    ) -> MapView:
+        """A map view of per-pixel feature outputs the field renders at ``c2w``: every pixel of
+        ``intrinsics`` with depth and accumulation above ``min_accumulation``, lifted to 3D with
+        the rendered z-depth; output ``descriptors`` (and ``context``) L2-normalised on the device."""
+        names = (descriptors,) + ((context,) if context else ()) + ("accumulation",)
+        out = self.renderer.render(c2w, intrinsics, outputs=names)
+        depth = out["depth"]
+        uv = pixel_grid(intrinsics.width, intrinsics.height)
+        valid = (depth > 0) & (out["accumulation"][..., 0] > min_accumulation)
+
+        def features(name: str) -> torch.Tensor:
+            return torch.nn.functional.normalize(torch.from_numpy(out[name][valid]).to(self.device), dim=-1)
+
+        return MapView(
+            c2w=c2w,
+            keypoints=uv[valid],
+            descriptors=features(descriptors),
+            points3d=backproject(uv[valid], depth[valid], intrinsics.matrix(), c2w),
+            intrinsics=intrinsics,
+            image=out["rgb"],
+            context=features(context) if context else None,
+        )
 
     def photometric_refiner(self, config: PhotometricConfig) -> FieldPhotometricRefiner:
         return FieldPhotometricRefiner(self.renderer, config)

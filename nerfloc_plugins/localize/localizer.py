@@ -1,9 +1,12 @@
 """What a method supplies to the shared localization pipeline.
 
-A :class:`Localizer` knows how to describe a query image and how to get map features at a
-camera pose (render them from a field, or look them up for a stored reference image).
+A :class:`Localizer` describes a query image and declares one :class:`LocalizerKind`:
+it matches the query against map features seen from a pose (:class:`MapViewLocalizer`: render
+them from a field, or look them up for a stored reference image), regresses scene coordinates
+(:class:`SceneCoordinateLocalizer`) or regresses the pose (:class:`PoseRegressionLocalizer`).
 Everything else - retrieval, matching-to-PnP, refinement, metrics, files - is the shared
-pipeline in :mod:`nerfloc_plugins.localize.pipeline`.
+pipeline in :mod:`nerfloc_plugins.localize.pipeline`.  A method makes its localizer known to
+``ns-localize`` with a :class:`~nerfloc_plugins.localize.specs.LocalizerSpec`.
 
 Poses crossing this interface are **camera-to-world, OpenCV axes, dataset metric frame**;
 map points are 3D points in the dataset frame; 2D points are pixels (centres at +0.5) at
@@ -14,12 +17,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from enum import Enum
+from typing import ClassVar, List, Optional, Protocol, Tuple
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from nerfloc_plugins.data.frames import Intrinsics, PosedFrame
+from nerfloc_plugins.data.images import load_rgb
 from nerfloc_plugins.localize.refine import PhotometricConfig
 
 
@@ -55,26 +61,35 @@ class MapView:
     """``(M, C)`` per-point context features (see :class:`QueryDescription`)."""
 
 
-class Localizer(ABC):
-    """Method-specific part of localization (see module docstring)."""
+class LocalizerKind(str, Enum):
+    """How a localizer turns a query into a pose; the shared pipeline runs one path per kind."""
 
+    MATCHES_MAP_VIEWS = "matches-map-views"
+    """prior -> map features at the prior's pose -> match -> PnP (-> refinement when the map
+    renders at any pose): the classical baseline, CrossFire, NeRFMatch, NeuraLoc, plain NeRF maps."""
+    REGRESSES_SCENE_COORDINATES = "regresses-scene-coordinates"
+    """2D-3D matches predicted from the query alone -> PnP (D2S)."""
+    REGRESSES_POSE = "regresses-pose"
+    """the pose from the query alone (absolute pose regressors: PMNet)."""
+
+
+class Localizer(ABC):
+    """Method-specific part of localization (see module docstring).  Subclass one of
+    :class:`MapViewLocalizer`, :class:`SceneCoordinateLocalizer`, :class:`PoseRegressionLocalizer`."""
+
+    kind: ClassVar[LocalizerKind]
     name: str = "localizer"
     #: scene name used in reports and for per-scene thresholds (e.g. "KingsCollege")
     scene: str = "scene"
-    #: True when ``map_view`` can produce features at any pose (iterative refinement works)
-    renders_at_any_pose: bool = False
-    #: False for scene-coordinate regressors: 2D-3D matches come from the query alone
-    #: (:meth:`regress_correspondences`), with no retrieval, rendering or matching
-    needs_prior: bool = True
-    #: True for absolute pose regressors: the pose comes from :meth:`regress_pose` alone
-    regresses_pose: bool = False
     #: how far (pixels, query resolution) a matched 2D position may be from the true one by
     #: construction; PnP's inlier threshold is never below it (0: keypoint-accurate)
     keypoint_precision_px: float = 0.0
+    #: where the localizer's tensors live (query descriptions, pose priors)
+    device: str | torch.device = "cpu"
 
     @abstractmethod
     def map_frames(self) -> List[PosedFrame]:
-        """Reference (mapping) frames: retrieval database and pose priors."""
+        """Reference (mapping) frames: retrieval database, pose priors, report trajectory."""
 
     @abstractmethod
     def query_frames(self, split: str) -> List[PosedFrame]:
@@ -83,6 +98,19 @@ class Localizer(ABC):
     @abstractmethod
     def describe_query(self, frame: PosedFrame) -> QueryDescription:
         """Features of a query image (its pose is not used)."""
+
+    def map_size_bytes(self) -> int:
+        """Size of everything the map needs at localization time."""
+        return 0
+
+
+class MapViewLocalizer(Localizer):
+    """Matches the query against map features seen from a pose (:data:`LocalizerKind.MATCHES_MAP_VIEWS`)."""
+
+    kind = LocalizerKind.MATCHES_MAP_VIEWS
+    #: True when ``map_view`` can produce features at any pose (iterative and photometric
+    #: refinement, APR pose priors); False when it has them only at its mapping frames
+    renders_at_any_pose: bool = False
 
     @abstractmethod
     def map_view(self, c2w: np.ndarray, reference: Optional[PosedFrame] = None) -> MapView:
@@ -101,32 +129,60 @@ class Localizer(ABC):
         m = self.match(query, view)
         return m, query.keypoints[m[:, 0]]
 
-    def regress_correspondences(self, query: QueryDescription) -> Tuple[np.ndarray, np.ndarray]:
-        """``(K, 2)`` query pixels and their ``(K, 3)`` dataset-frame points, predicted from the
-        query alone (localizers with ``needs_prior = False``)."""
-        raise NotImplementedError(f"{self.name} matches against map views; it does not regress coordinates")
-
-    def regress_pose(self, query: QueryDescription) -> np.ndarray:
-        """Dataset-frame OpenCV c2w ``(4, 4)`` predicted from the query alone (``regresses_pose``)."""
-        raise NotImplementedError(f"{self.name} does not regress poses")
-
     def retrieval_image(self, frame: PosedFrame, source: str) -> np.ndarray:
-        """Database image for retrieval: the stored image, or one rendered at the frame's pose."""
-        raise NotImplementedError(f"{self.name} has no retrieval images from '{source}'")
+        """Database image for retrieval: the stored image (``source="images"``), or one the map
+        renders at the frame's pose (``"nerf"``, localizers that render)."""
+        if source != "images":
+            raise ValueError(f"{self.name} retrieves against real images only (--retrieval.source images)")
+        return load_rgb(frame.image_path)
 
-    def photometric_refiner(self, config: PhotometricConfig):
-        """An object with ``refine(c2w, query) -> c2w`` (dataset frame) optimising the pose
-        photometrically through the frozen field, or ``None`` when there is no field."""
+    def photometric_refiner(self, config: PhotometricConfig) -> Optional["PhotometricPoseRefiner"]:
+        """The refiner optimising the pose photometrically through the map, or ``None`` when the
+        map has no field to render through."""
         return None
 
-    def map_size_bytes(self) -> int:
-        """Size of everything the map needs at localization time."""
-        return 0
+
+class SceneCoordinateLocalizer(Localizer):
+    """Predicts 2D-3D matches from the query alone (:data:`LocalizerKind.REGRESSES_SCENE_COORDINATES`)."""
+
+    kind = LocalizerKind.REGRESSES_SCENE_COORDINATES
+
+    @abstractmethod
+    def regress_correspondences(self, query: QueryDescription) -> Tuple[np.ndarray, np.ndarray]:
+        """``(K, 2)`` query pixels and their ``(K, 3)`` dataset-frame points."""
 
 
-class DatasetFramesLocalizer(Localizer):
-    """A localizer without a field whose frames come from a nerfloc dataparser (``self.parser``,
-    set by the subclass): mapping frames = its training split, queries = the requested split."""
+class PoseRegressionLocalizer(Localizer):
+    """Predicts the pose from the query alone (:data:`LocalizerKind.REGRESSES_POSE`)."""
+
+    kind = LocalizerKind.REGRESSES_POSE
+
+    @abstractmethod
+    def regress_pose(self, query: QueryDescription) -> np.ndarray:
+        """Dataset-frame OpenCV c2w ``(4, 4)``."""
+
+
+class PhotometricPoseRefiner(Protocol):
+    """What :meth:`MapViewLocalizer.photometric_refiner` returns."""
+
+    def refine(self, c2w: np.ndarray, query: QueryDescription) -> np.ndarray:
+        """Refined dataset-frame OpenCV c2w from ``c2w``."""
+
+
+class PosePrior(Protocol):
+    """A pose prior for another localizer's render -> match -> PnP (``ns-localize --pose-prior``):
+    e.g. an absolute pose regressor."""
+
+    name: str
+    """Short name for reports (``"<localizer> + <name> prior"``)."""
+
+    def prior_frame(self, query: PosedFrame) -> PosedFrame:
+        """A reference frame at the prior pose of ``query`` (dataset frame, the query's camera)."""
+
+
+class DatasetFramesMixin:
+    """Frames of a localizer without a field, from a nerfloc dataparser (``self.parser``, set by
+    the subclass): mapping frames = its training split, queries = the requested split."""
 
     parser: "object"
 

@@ -1,4 +1,4 @@
-"""Pose errors and localization recall (the one metrics module).
+"""Localization errors per query and recall (pose errors themselves: :mod:`nerfloc_plugins.geometry.pose_errors`).
 
 Errors compare world-to-camera poses in the dataset's metric frame: translation error is
 the distance between camera centres (reported in cm), rotation error the angle of
@@ -11,10 +11,8 @@ from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
-from torch import Tensor
 
-from nerfloc_plugins.geometry.poses import invert_rigid
+from nerfloc_plugins.geometry.pose_errors import pose_error
 
 # (cm, deg) thresholds reported for every dataset
 DEFAULT_THRESHOLDS: Tuple[Tuple[float, float], ...] = ((1, 1), (2, 2), (5, 5), (10, 10), (25, 2), (50, 5))
@@ -26,24 +24,6 @@ CAMBRIDGE_THRESHOLDS: Dict[str, Tuple[float, float]] = {
     "StMarysChurch": (35, 5),
     "GreatCourt": (45, 5),
 }
-
-
-def pose_error(w2c_est: np.ndarray, w2c_gt: np.ndarray) -> Tuple[float, float]:
-    """``(translation error in dataset units, rotation error in degrees)``."""
-    c_est = invert_rigid(w2c_est)[:3, 3]
-    c_gt = invert_rigid(w2c_gt)[:3, 3]
-    r = np.asarray(w2c_est)[:3, :3] @ np.asarray(w2c_gt)[:3, :3].T
-    cos = np.clip((np.trace(r) - 1.0) / 2.0, -1.0, 1.0)
-    return float(np.linalg.norm(c_est - c_gt)), float(np.degrees(np.arccos(cos)))
-
-
-def pose_errors_c2w(pred: Tensor, target: Tensor, metres_per_unit: float = 1.0) -> Tuple[Tensor, Tensor]:
-    """Batched ``(translation error in metres, rotation error in degrees)`` of c2w poses
-    ``(B, 3, 4)`` (torch; camera centres are the translation columns)."""
-    t = torch.linalg.vector_norm(pred[:, :, 3] - target[:, :, 3], dim=-1) * metres_per_unit
-    rel = pred[:, :, :3] @ target[:, :, :3].transpose(1, 2)
-    cos = ((rel.diagonal(dim1=1, dim2=2).sum(-1) - 1.0) / 2.0).clamp(-1.0, 1.0)
-    return t, torch.rad2deg(torch.arccos(cos))
 
 
 @dataclass

@@ -1,11 +1,13 @@
 """The shared localization pipeline: prior -> match -> PnP -> refine -> metrics -> files.
 
 Stages (hloc-like, each timed per query): ``prior`` (retrieval), ``features`` (query
-description), ``render`` (map features at a pose), ``match``, ``pnp``, ``refine``.
-Scene-coordinate regressors (``Localizer.needs_prior = False``, e.g. D2S) skip prior, render
-and match: their ``match`` stage is the regression.  Absolute pose regressors
-(``Localizer.regresses_pose``, e.g. PMNet) give the pose in their ``regress`` stage.  With
-``pose_prior`` (an APR run) the prior is the APR's pose instead of retrieved frames.  Top-k priors are merged at the match level (all 2D-3D matches go into one PnP).
+description), ``regress``, ``render`` (map features at a pose), ``match``, ``pnp``, ``refine``.
+One path per :class:`~nerfloc_plugins.localize.localizer.LocalizerKind`: map-view matchers run
+prior -> render -> match -> PnP (-> refinement); scene-coordinate regressors (D2S) skip prior,
+render and match: their ``match`` stage is the regression; absolute pose regressors (PMNet) give
+the pose in their ``regress`` stage.  With a :class:`PosePrior` (``ns-localize --pose-prior``,
+e.g. an APR) the prior is its pose instead of retrieved frames.  Top-k priors are merged at the
+match level (all 2D-3D matches go into one PnP).
 Iterative refinement re-renders at the estimate and matches again until the update is
 below tolerance; photometric refinement (when the localizer has a field) optimises the
 pose through it and then re-matches once.
@@ -24,10 +26,20 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from nerfloc_plugins.data.frames import PosedFrame
+from nerfloc_plugins.data.hloc_files import read_pairs
+from nerfloc_plugins.features.local_features import SiftExtractor
+from nerfloc_plugins.geometry.pose_errors import pose_error
 from nerfloc_plugins.geometry.poses import invert_rigid
-from nerfloc_plugins.localize.io import read_pairs
-from nerfloc_plugins.localize.localizer import Localizer, MapView, QueryDescription
-from nerfloc_plugins.localize.metrics import pose_error
+from nerfloc_plugins.localize.localizer import (
+    Localizer,
+    LocalizerKind,
+    MapView,
+    MapViewLocalizer,
+    PosePrior,
+    PoseRegressionLocalizer,
+    QueryDescription,
+    SceneCoordinateLocalizer,
+)
 from nerfloc_plugins.localize.pnp import PnPConfig, PnPResult, solve_pnp
 from nerfloc_plugins.localize.refine import PhotometricConfig
 from nerfloc_plugins.localize.retrieval import RetrievalConfig, VladIndex
@@ -37,8 +49,9 @@ STAGES = ("prior", "features", "regress", "render", "match", "pnp", "refine")
 
 @dataclass
 class RefineConfig:
-    iterations: int = 0
-    """Extra render -> match -> PnP rounds from the current estimate (needs a field)."""
+    iterations: int = 2
+    """Extra render -> match -> PnP rounds from the current estimate (maps that render at any
+    pose; the classical baseline has none)."""
     tolerance_cm: float = 0.1
     """Stop when the pose changes by less than this (and ``tolerance_deg``)."""
     tolerance_deg: float = 0.05
@@ -47,13 +60,15 @@ class RefineConfig:
 
 @dataclass
 class PipelineConfig:
-    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    """The method-agnostic options of localization (flat on ``ns-localize`` and
+    ``ns-localize-baseline``: ``--pairs``, ``--retrieval.*``, ``--pnp.*``, ``--refine.*``)."""
+
     pairs: Optional[Path] = None
-    """hloc/PixLoc pairs file (``query db`` lines); replaces built-in retrieval."""
+    """hloc/PixLoc retrieval pairs (``query db`` lines) instead of built-in retrieval."""
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     pnp: PnPConfig = field(default_factory=PnPConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
-    pose_prior: Optional[Path] = None
-    """config.yml of a ``posemap-apr`` / ``posemap-align`` run: its pose is the prior (replaces retrieval)."""
+    """Iterative (re-render + match) and photometric refinement."""
 
 
 @dataclass
@@ -90,39 +105,36 @@ class StageTimer:
 
 
 class PriorSource:
-    """Top-k reference frames per query: from a pairs file, built-in VLAD retrieval, or the
-    pose of an absolute pose regressor (``pose_prior``)."""
+    """Top-k reference frames per query: from a pairs file, built-in VLAD retrieval, or a
+    :class:`PosePrior` (e.g. an absolute pose regressor's pose)."""
 
-    def __init__(self, localizer: Localizer, config: PipelineConfig) -> None:
+    def __init__(
+        self, localizer: MapViewLocalizer, config: PipelineConfig, pose_prior: Optional[PosePrior] = None
+    ) -> None:
         self.localizer = localizer
         self.config = config
         self.frames = localizer.map_frames()
         self.by_name = {f.name: f for f in self.frames}
         self.pairs = None
         self.index = None
-        self.apr = None
+        self.pose_prior = pose_prior
         self.build_seconds = 0.0
         start = time.perf_counter()
-        if config.pose_prior is not None:
-            from nerfloc_plugins.localize.apr_localizer import APRPoseRegressor
-
+        if pose_prior is not None:
             if not localizer.renders_at_any_pose:
-                raise ValueError(f"--pose-prior: {localizer.name} cannot render at an APR pose (it needs a field)")
-            self.apr = APRPoseRegressor(config.pose_prior, getattr(localizer, "device", None))
+                raise ValueError(f"--pose-prior: {localizer.name} cannot render at a prior pose (it needs a field)")
         elif config.pairs is not None:
             self.pairs = read_pairs(config.pairs)
         else:
-            from nerfloc_plugins.localize.features import SiftExtractor
-
             self.extractor = SiftExtractor()
-            self.index = VladIndex(config.retrieval, device=getattr(localizer, "device", "cpu"))
+            self.index = VladIndex(config.retrieval, device=localizer.device)
             source = config.retrieval.source
             self.index.fit([self.extractor(localizer.retrieval_image(f, source)).descriptors for f in self.frames])
         self.build_seconds = time.perf_counter() - start
 
     def __call__(self, query: PosedFrame, image: np.ndarray) -> List[PosedFrame]:
-        if self.apr is not None:
-            return [self.apr.prior_frame(query)]
+        if self.pose_prior is not None:
+            return [self.pose_prior.prior_frame(query)]
         top_k = self.config.retrieval.top_k
         if self.pairs is not None:
             names = self.pairs.get(query.name, [])[:top_k]
@@ -135,7 +147,7 @@ class PriorSource:
         return [self.frames[i] for i, _ in self.index.search(self.extractor(image).descriptors, top_k)]
 
 
-def match_views(localizer: Localizer, query: QueryDescription, views: List[MapView]):
+def match_views(localizer: MapViewLocalizer, query: QueryDescription, views: List[MapView]):
     """Concatenate the 2D-3D matches of the query against each view."""
     pts2d, pts3d, per_view = [], [], []
     for view in views:
@@ -153,15 +165,35 @@ def match_views(localizer: Localizer, query: QueryDescription, views: List[MapVi
 def localize_query(
     localizer: Localizer, frame: PosedFrame, priors_fn: Optional[PriorSource], config: PipelineConfig
 ) -> QueryResult:
+    """One query through the path of ``localizer.kind`` (``priors_fn``: map-view matchers only)."""
     timer = StageTimer()
     with timer("features"):
         query = localizer.describe_query(frame)
-    if localizer.regresses_pose:
-        with timer("regress"):
-            c2w = localizer.regress_pose(query)
-        return QueryResult(frame, invert_rigid(c2w), [], 0, 0, 0, timer.per_stage())
-    if not localizer.needs_prior:
+    if localizer.kind is LocalizerKind.REGRESSES_POSE:
+        return regress_pose_query(localizer, frame, query, timer)
+    if localizer.kind is LocalizerKind.REGRESSES_SCENE_COORDINATES:
         return regress_query(localizer, frame, query, config, timer)
+    return match_query(localizer, frame, query, priors_fn, config, timer)
+
+
+def regress_pose_query(
+    localizer: PoseRegressionLocalizer, frame: PosedFrame, query: QueryDescription, timer: StageTimer
+) -> QueryResult:
+    """Absolute pose regression: the pose from the query alone."""
+    with timer("regress"):
+        c2w = localizer.regress_pose(query)
+    return QueryResult(frame, invert_rigid(c2w), [], 0, 0, 0, timer.per_stage())
+
+
+def match_query(
+    localizer: MapViewLocalizer,
+    frame: PosedFrame,
+    query: QueryDescription,
+    priors_fn: PriorSource,
+    config: PipelineConfig,
+    timer: StageTimer,
+) -> QueryResult:
+    """Prior -> map views -> match -> PnP, then refinement when the map renders at any pose."""
     with timer("prior"):
         priors = priors_fn(frame, query.image)
     with timer("render"):
@@ -193,7 +225,11 @@ def localize_query(
 
 
 def regress_query(
-    localizer: Localizer, frame: PosedFrame, query: QueryDescription, config: PipelineConfig, timer: StageTimer
+    localizer: SceneCoordinateLocalizer,
+    frame: PosedFrame,
+    query: QueryDescription,
+    config: PipelineConfig,
+    timer: StageTimer,
 ) -> QueryResult:
     """Scene-coordinate regression: 2D-3D matches predicted from the query, then PnP."""
     with timer("match"):
@@ -213,7 +249,7 @@ def regress_query(
 
 
 def refine_iteratively(
-    localizer: Localizer, query: QueryDescription, result: PnPResult, config: PipelineConfig, timer: StageTimer
+    localizer: MapViewLocalizer, query: QueryDescription, result: PnPResult, config: PipelineConfig, timer: StageTimer
 ):
     """Photometric refinement (optional) then render -> match -> PnP rounds from the estimate."""
     refine = config.refine
@@ -241,13 +277,23 @@ def refine_iteratively(
 
 
 def run_localization(
-    localizer: Localizer, config: PipelineConfig, split: str = "test", max_queries: Optional[int] = None
+    localizer: Localizer,
+    config: PipelineConfig,
+    split: str = "test",
+    max_queries: Optional[int] = None,
+    pose_prior: Optional[PosePrior] = None,
 ) -> tuple[List[QueryResult], float]:
-    """Localize every query of ``split``; returns the results and the prior-index build time."""
+    """Localize every query of ``split``; returns the results and the prior-index build time.
+
+    ``pose_prior`` replaces retrieval as the prior of a map-view localizer that renders."""
     queries = localizer.query_frames(split)
     if max_queries is not None:
         queries = queries[:max_queries]
-    priors = PriorSource(localizer, config) if localizer.needs_prior and not localizer.regresses_pose else None
+    priors = None
+    if localizer.kind is LocalizerKind.MATCHES_MAP_VIEWS:
+        priors = PriorSource(localizer, config, pose_prior)
+    elif pose_prior is not None:
+        raise ValueError(f"--pose-prior: {localizer.name} does not match map views ({localizer.kind.value})")
     results: List[QueryResult] = []
     errors_cm: List[float] = []
     columns = [

@@ -18,6 +18,8 @@ import torch
 from nerfstudio.cameras.lie_groups import exp_map_SE3
 from torch import Tensor
 
+from nerfloc_plugins.geometry.rays import rays_from_pixels
+
 RayRenderer = Callable[[Tensor, Tensor], Tensor]
 
 
@@ -31,15 +33,6 @@ class PhotometricConfig:
     rematch: bool = True
     """Match and solve PnP again from the refined pose."""
     seed: int = 0
-
-
-def rays_from_pixels(c2w: Tensor, K: Tensor, uv: Tensor) -> Tuple[Tensor, Tensor]:
-    """Unit-direction rays ``(N, 3)`` through pixels ``uv`` ``(N, 2)`` of an OpenCV ``c2w`` (3x4)."""
-    x = (uv[:, 0] - K[0, 2]) / K[0, 0]
-    y = (uv[:, 1] - K[1, 2]) / K[1, 1]
-    dirs_cam = torch.stack([x, y, torch.ones_like(x)], dim=-1)
-    dirs = torch.nn.functional.normalize(dirs_cam @ c2w[:3, :3].T, dim=-1)
-    return c2w[:3, 3].expand_as(dirs), dirs
 
 
 def perturb(c2w: Tensor, xi: Tensor) -> Tensor:

@@ -17,16 +17,14 @@ from typing import Optional
 import numpy as np
 
 from nerfloc_plugins.data.frames import PosedFrame
-from nerfloc_plugins.localize.baseline import (
-    FeatureMatchConfig,
-    describe_image,
-    lifted_view,
-    load_rgb,
-    match_descriptors,
-)
-from nerfloc_plugins.localize.features import SiftConfig, SiftExtractor
+from nerfloc_plugins.data.images import load_rgb
+from nerfloc_plugins.features.feature_matcher import FeatureMatchConfig, match_descriptors
+from nerfloc_plugins.features.local_features import SiftConfig, SiftExtractor
+from nerfloc_plugins.localize.baseline import describe_image, lifted_view
 from nerfloc_plugins.localize.field_localizer import FieldLocalizer
 from nerfloc_plugins.localize.localizer import MapView, QueryDescription
+from nerfloc_plugins.localize.specs import LocalizerSpec
+from nerfloc_plugins.nerf.nerfloc_nerfacto_model import NerflocNerfactoModelConfig
 
 
 @dataclass
@@ -66,3 +64,12 @@ class RenderedFeaturesLocalizer(FieldLocalizer):
 
     def retrieval_intrinsics(self, frame: PosedFrame):
         return self.render_intrinsics(frame)
+
+
+RENDERED_FEATURES_LOCALIZER = LocalizerSpec(
+    name="rendered-features",
+    serves=NerflocNerfactoModelConfig,
+    build=RenderedFeaturesLocalizer,
+    options=RenderedFeaturesConfig,
+    help="any nerfloc-nerfacto map: SIFT on the query vs SIFT on views the field renders",
+)

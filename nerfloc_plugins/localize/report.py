@@ -16,8 +16,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from nerfloc_plugins.data.hloc_files import write_poses
 from nerfloc_plugins.geometry.poses import invert_rigid
-from nerfloc_plugins.localize.io import write_poses
 from nerfloc_plugins.localize.metrics import CAMBRIDGE_THRESHOLDS, QueryError, query_errors, summarize
 from nerfloc_plugins.localize.pipeline import STAGES, QueryResult
 from nerfloc_plugins.utils.atomic import atomic_path, save_png_atomically, write_json_atomically, write_text_atomically

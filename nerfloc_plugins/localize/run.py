@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 from rich.console import Console
 
-from nerfloc_plugins.localize.localizer import Localizer
+from nerfloc_plugins.localize.localizer import Localizer, PosePrior
 from nerfloc_plugins.localize.pipeline import PipelineConfig, run_localization
 from nerfloc_plugins.localize.report import build_metrics, results_table, write_report
 
@@ -34,9 +34,11 @@ def localize_and_report(
     max_queries: Optional[int] = None,
     baseline_metrics: Optional[Path] = None,
     extra: Optional[dict] = None,
+    pose_prior: Optional[PosePrior] = None,
 ) -> dict:
+    """Localize the queries of ``split`` and write poses, metrics, per-query CSV, report and plots."""
     baseline = read_metrics(baseline_metrics)
-    results, index_seconds = run_localization(localizer, config, split, max_queries)
+    results, index_seconds = run_localization(localizer, config, split, max_queries, pose_prior)
     metrics, errors = build_metrics(
         results, localizer.name, localizer.scene, localizer.map_size_bytes(), index_seconds, extra
     )

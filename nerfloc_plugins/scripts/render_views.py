@@ -19,8 +19,8 @@ import tyro
 from nerfstudio.utils import colormaps
 
 from nerfloc_plugins.data.frames import load_depth_meters
-from nerfloc_plugins.localize.baseline import load_rgb
-from nerfloc_plugins.localize.field_renderer import FieldRenderer
+from nerfloc_plugins.data.images import load_rgb
+from nerfloc_plugins.nerf.field_renderer import FieldRenderer
 from nerfloc_plugins.utils.atomic import save_png_atomically, write_json_atomically
 
 

@@ -1,0 +1,87 @@
+"""Render a trained nerfloc model at camera poses given in the dataset's metric frame.
+
+Loads the run with Nerfstudio's ``eval_setup`` (checkpoints load with ``weights_only``),
+reads the run's ``dataparser_transforms.json`` and converts every pose and depth so that
+callers only see dataset-frame OpenCV c2w poses, metres and z-depth.  The field is frozen.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import numpy as np
+import torch
+from nerfstudio.cameras.cameras import Cameras, CameraType
+from torch import Tensor
+
+from nerfloc_plugins.data.frames import Intrinsics, PosedFrame
+from nerfloc_plugins.geometry.poses import DataparserTransform, flip_opencv_opengl
+from nerfloc_plugins.geometry.projection import ray_length_per_unit_z
+from nerfloc_plugins.geometry.rays import ray_bundle
+from nerfloc_plugins.utils.parameters import parameter_bytes
+
+
+class FieldRenderer:
+    """A frozen trained model plus the dataset<->Nerfstudio transform of its run."""
+
+    def __init__(self, load_config: Path) -> None:
+        load_config = Path(load_config)
+        if not load_config.is_file():
+            raise FileNotFoundError(f"{load_config}: config file not found (expected ns-train's config.yml)")
+        # imported here: eval_utils imports nerfstudio's method registry, which imports the
+        # plugins' method configs (including ones that import this module)
+        from nerfstudio.utils.eval_utils import eval_setup
+
+        self.config, self.pipeline, self.checkpoint, self.step = eval_setup(load_config, test_mode="inference")
+        self.model = self.pipeline.model
+        self.model.eval()
+        for param in self.model.parameters():
+            param.requires_grad_(False)
+        self.device = self.pipeline.device
+        transforms = self.config.get_base_dir() / "dataparser_transforms.json"
+        self.transform = DataparserTransform.from_json(transforms)
+        self.parser = self.config.pipeline.datamanager.dataparser.setup()
+
+    def frames(self, split: str) -> List[PosedFrame]:
+        """Dataset-frame frames of the run's dataset (``train`` = the map's frames)."""
+        return self.parser.frames("train" if split == "train" else "test")
+
+    def camera(self, c2w: np.ndarray, intrinsics: Intrinsics) -> Cameras:
+        c2w_ns = self.transform.c2w_to_nerfstudio(c2w)
+        return Cameras(
+            camera_to_worlds=torch.from_numpy(c2w_ns[None]).float(),
+            fx=intrinsics.fx,
+            fy=intrinsics.fy,
+            cx=intrinsics.cx,
+            cy=intrinsics.cy,
+            width=intrinsics.width,
+            height=intrinsics.height,
+            camera_type=CameraType.PERSPECTIVE,
+        ).to(self.device)
+
+    @torch.no_grad()
+    def render(self, c2w: np.ndarray, intrinsics: Intrinsics, outputs: Sequence[str] = ()) -> Dict[str, np.ndarray]:
+        """``rgb`` (H, W, 3), ``depth`` (H, W) z-depth in metres, and any extra ``outputs``."""
+        out = self.model.get_outputs_for_camera(self.camera(c2w, intrinsics))
+        ray_scale = ray_length_per_unit_z(intrinsics.width, intrinsics.height, intrinsics.matrix())
+        depth = out["depth"][..., 0].double().cpu().numpy() / ray_scale / self.transform.scale
+        result = {"rgb": out["rgb"].float().cpu().numpy(), "depth": depth}
+        for name in outputs:
+            result[name] = out[name].float().cpu().numpy()
+        return result
+
+    def c2w_ns_opencv(self, c2w: np.ndarray) -> np.ndarray:
+        """Dataset OpenCV c2w -> Nerfstudio-frame OpenCV c2w (the frame rays are cast in)."""
+        return flip_opencv_opengl(self.transform.c2w_to_nerfstudio(c2w))
+
+    def c2w_from_ns_opencv(self, c2w_ns: np.ndarray) -> np.ndarray:
+        return self.transform.c2w_to_dataset(flip_opencv_opengl(c2w_ns))
+
+    def render_rays(self, origins: Tensor, directions: Tensor) -> Tensor:
+        """Differentiable RGB along Nerfstudio-frame rays (unit directions)."""
+        return self.model(ray_bundle(origins, directions))["rgb"]
+
+    def size_bytes(self) -> int:
+        """Size of the trained field's parameters (what a NeRF map stores)."""
+        return parameter_bytes(self.model)
