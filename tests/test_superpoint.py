@@ -17,8 +17,15 @@ def test_nms_keeps_only_local_maxima():
 
 def test_superpoint_from_a_weights_file_detects_describes_and_matches(tmp_path):
     torch.manual_seed(0)
+    net = SuperPointNet()
+    # PyTorch's default init shrinks activations through the 10 layers until every descriptor is the
+    # bias-driven same vector (pairwise cos > 0.99999, ties broken by float rounding); a variance-
+    # preserving init keeps random descriptors distinct
+    for conv in (m for m in net.modules() if isinstance(m, torch.nn.Conv2d)):
+        torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+        torch.nn.init.zeros_(conv.bias)
     path = tmp_path / "superpoint_v1.pth"
-    torch.save(SuperPointNet().state_dict(), path)  # same parameter names as the Magic Leap file
+    torch.save(net.state_dict(), path)  # same parameter names as the Magic Leap file
     no_ratio = FeatureMatchConfig(min_similarity=0.9, ratio=None)  # random weights: weakly distinctive
     matcher = LocalFeatureMatcher(
         "superpoint", matching=no_ratio, superpoint=SuperPointConfig(path, detection_threshold=0.0)
