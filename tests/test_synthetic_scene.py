@@ -51,3 +51,29 @@ def test_shipped_example_scene_is_reproduced_by_the_generator():
     shipped_depth = load_depth_meters(EXAMPLE / "seq-03" / "frame-000005.depth.png", 1e-3, (0, 65535))
     assert np.abs(shipped_rgb - rgb).max() < 1.5 / 255
     assert np.abs(shipped_depth - depth).max() < 0.0006
+
+
+def test_office_room_with_hard_queries(tmp_path):
+    """``--room office --hard-queries N``: another room, and queries with no mapping view within
+    0.5 m looking within 90 deg of them, listed in hard_queries.txt and parsed as test frames."""
+    from nerfloc_plugins.data.synthetic_scene import office_room, write_sevenscenes_scene
+
+    counts = write_sevenscenes_scene(
+        tmp_path / "office", 64, 48, frames_per_train_seq=8, frames_test=2, supersample=1, room="office", hard_queries=3
+    )
+    assert counts == {"train": 16, "test": 5}
+    parser = SevenScenesDataParserConfig(data=tmp_path / "office").setup()
+    train, test = parser.frames("train"), parser.frames("test")
+    hard = (tmp_path / "office" / "hard_queries.txt").read_text().split()
+    assert hard == [f"seq-04/frame-00000{i}.color.png" for i in range(3)]
+    assert {f.name for f in test} >= set(hard)
+    centres = np.array([f.c2w[:3, 3] for f in train])
+    axes = np.array([f.c2w[:3, 2] for f in train])
+    for frame in (f for f in test if f.name in hard):
+        near = np.linalg.norm(centres - frame.c2w[:3, 3], axis=1) < 0.5
+        assert not np.any(near & (axes @ frame.c2w[:3, 2] > 0.0)), frame.name
+    # the office is not the example room: other size and another wall texture where the demo has brick
+    room = office_room()[0]
+    assert room.hi != demo_room()[0].hi and room.textures != demo_room()[0].textures
+    with pytest.raises(ValueError, match="room 'attic'"):
+        write_sevenscenes_scene(tmp_path / "x", 32, 24, 2, 1, room="attic")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence, Set
 
 import cv2
 import numpy as np
@@ -194,3 +194,20 @@ def load_depth_meters(
     if size is not None and (depth.shape[1], depth.shape[0]) != tuple(size):
         depth = cv2.resize(depth, tuple(int(s) for s in size), interpolation=cv2.INTER_NEAREST)
     return depth
+
+
+HARD_QUERIES_FILE = "hard_queries.txt"
+"""Optional file at a dataset's root naming its hard queries, one image name per line (written by
+``nerfloc-make-scene --hard-queries``): reports show their recall apart."""
+
+
+def hard_query_names(frames: Sequence[PosedFrame]) -> Optional[Set[str]]:
+    """Names listed in the dataset's :data:`HARD_QUERIES_FILE`, or ``None`` when it has none.
+
+    The dataset root is each frame's image path less its name (names are relative to the root)."""
+    roots = {str(f.image_path)[: -len(f.name)] for f in frames if str(f.image_path).endswith(f.name)}
+    for root in roots:
+        path = Path(root) / HARD_QUERIES_FILE
+        if path.is_file():
+            return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+    return None

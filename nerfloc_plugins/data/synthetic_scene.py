@@ -10,7 +10,9 @@ viewpoints sit between and beside the training loops (different height, radius a
 heading), so queries are not close copies of training views.
 
 Everything is deterministic given the seed; the example scene in ``examples/demo_room``
-is produced by ``nerfloc-make-scene --output-dir examples/demo_room``.
+is produced by ``nerfloc-make-scene --output-dir examples/demo_room``.  Other scenes for judging
+settings: ``--room office`` (another room) and ``--hard-queries N`` (``seq-04``: queries whose
+nearby mapping views look elsewhere, listed in ``hard_queries.txt``).
 """
 
 from __future__ import annotations
@@ -111,6 +113,43 @@ def demo_room() -> List[Box]:
         ),
     ]
     return boxes
+
+
+def office_room() -> List[Box]:
+    """A second room for judging settings not tuned on the example room: 5.0 x 3.6 x 2.7 m, other
+    wall / floor textures, posters and furniture (desk, shelf, cabinet, crate) along the walls."""
+    room = Box(
+        lo=(-2.5, -1.8, 0.0),
+        hi=(2.5, 1.8, 2.7),
+        textures=("text", "grass", "gravel", "camera", "coins", "page"),
+        tile=0.9,
+        inside=True,
+    )
+    posters = [
+        ((2.47, -1.2, 0.9), (2.5, 0.2, 2.0), "cat", 0),
+        ((-0.8, 1.77, 1.0), (0.6, 1.8, 2.1), "colorwheel", 2),
+        ((0.4, -1.8, 0.8), (1.9, -1.77, 1.9), "astronaut", 3),
+        ((-2.5, -1.0, 0.9), (-2.47, 0.6, 2.0), "clock", 1),
+    ]
+    boxes = [room]
+    for lo, hi, picture, face in posters:
+        textures = [None] * 6
+        textures[face] = picture
+        boxes.append(Box(lo, hi, tuple(textures), decal=(True,) * 6))
+    boxes += [
+        Box((1.3, 0.6, 0.0), (2.3, 1.4, 0.75), ("brick", "brick", "brick", "brick", None, "retina"), tile=0.5,
+            decal=(False, False, False, False, False, True)),  # desk
+        Box((-2.4, 0.9, 0.0), (-1.9, 1.7, 1.9), ("hubble_deep_field", "rocket", "coffee", "coffee", None, "moon"),
+            tile=0.6, decal=(True,) * 6),  # shelf
+        Box((-1.9, -1.7, 0.0), (-1.1, -1.2, 1.1), ("ihc", "chelsea", "ihc", "ihc", None, "brick"), tile=0.5,
+            decal=(True,) * 6),  # cabinet
+        Box((0.9, -1.5, 0.0), (1.4, -1.0, 0.5), ("coins",) * 6, tile=0.3),  # crate
+    ]  # fmt: skip
+    return boxes
+
+
+ROOMS: Dict[str, Callable[[], List[Box]]] = {"demo": demo_room, "office": office_room}
+"""Rooms the generator can render (``nerfloc-make-scene --room``)."""
 
 
 def _picture(name: str) -> np.ndarray:
@@ -253,6 +292,53 @@ def loop_trajectory(
     return poses
 
 
+def hard_query_poses(
+    boxes: Sequence[Box],
+    map_c2ws: Sequence[np.ndarray],
+    num: int,
+    seed: int = 4,
+    min_distance: float = 0.5,
+    min_angle_deg: float = 90.0,
+) -> List[np.ndarray]:
+    """Query poses with **no mapping view within ``min_distance`` metres looking within
+    ``min_angle_deg`` of them** (the queries where nearby mapping views look elsewhere).
+
+    Eyes are drawn inside the room (0.6 m from the walls, 1.0-1.6 m high, outside furniture),
+    headings uniformly; a view is kept when it looks at least 0.8 m far along its centre and has
+    most of a 5x5 grid of rays beyond 0.5 m (no face-to-the-wall views)."""
+    rng = np.random.default_rng(seed)
+    room = next(b for b in boxes if b.inside)
+    lo, hi = np.asarray(room.lo) + 0.6, np.asarray(room.hi) - 0.6
+    centres = np.array([c[:3, 3] for c in map_c2ws])
+    axes = np.array([c[:3, 2] for c in map_c2ws])
+    furniture = [b for b in boxes if not b.inside and (np.asarray(b.hi) - np.asarray(b.lo)).min() > 0.05]
+    intr = Intrinsics(525.0, 525.0, 320.0, 240.0, 640, 480).scaled_to(160, 120)
+    grid_x, grid_y = np.meshgrid(np.linspace(10, 150, 5), np.linspace(10, 110, 5))
+    poses: List[np.ndarray] = []
+    for _ in range(200 * max(num, 1)):
+        if len(poses) == num:
+            break
+        eye = np.array([rng.uniform(lo[0], hi[0]), rng.uniform(lo[1], hi[1]), rng.uniform(1.0, 1.6)])
+        if any(np.all(eye > np.asarray(b.lo) - 0.3) and np.all(eye < np.asarray(b.hi) + 0.3) for b in furniture):
+            continue
+        heading = rng.uniform(0, 2 * np.pi)
+        target = eye + np.array([np.cos(heading), np.sin(heading), rng.uniform(-0.35, -0.1)])
+        c2w = look_at_c2w(eye, target, roll=rng.normal(scale=0.03))
+        near = np.linalg.norm(centres - eye, axis=1) < min_distance
+        looks_alike = axes @ c2w[:3, 2] > np.cos(np.radians(min_angle_deg))
+        if np.any(near & looks_alike):
+            continue
+        cam = np.stack([(grid_x - intr.cx) / intr.fx, (grid_y - intr.cy) / intr.fy, np.ones_like(grid_x)], -1)
+        dirs = cam.reshape(-1, 3) @ c2w[:3, :3].T
+        _, depth = ray_cast(boxes, np.broadcast_to(eye, dirs.shape), dirs)
+        if depth[12] < 0.8 or np.mean(depth > 0.5) < 0.8:
+            continue
+        poses.append(c2w)
+    if len(poses) < num:
+        raise ValueError(f"found only {len(poses)} of {num} hard query poses (fewer mapping views or queries)")
+    return poses
+
+
 def default_sequences(frames_per_train_seq: int, frames_test: int) -> Dict[int, Tuple[str, List[np.ndarray]]]:
     """Sequence number -> (split, poses) of the example scene."""
     return {
@@ -270,15 +356,25 @@ def write_sevenscenes_scene(
     frames_test: int = 20,
     supersample: int = 2,
     progress: Optional[Callable[[int, int], None]] = None,
+    room: str = "demo",
+    hard_queries: int = 0,
 ) -> Dict[str, int]:
-    """Render the example room into ``output_dir`` (7-Scenes layout); returns frame counts.
+    """Render ``room`` (:data:`ROOMS`) into ``output_dir`` (7-Scenes layout); returns frame counts.
 
     Intrinsics are the 7-Scenes defaults (f = 525 px at 640x480) scaled to ``width`` x
-    ``height``, so ``sevenscenes-data`` reads the scene with its default options.
+    ``height``, so ``sevenscenes-data`` reads the scene with its default options.  Queries:
+    ``seq-03`` (between and beside the mapping loops) and, with ``hard_queries``, ``seq-04``:
+    views with no mapping view near them looking their way (:func:`hard_query_poses`), listed
+    in ``hard_queries.txt`` (one image name per line) so reports can show them apart.
     """
+    if room not in ROOMS:
+        raise ValueError(f"room {room!r}: expected one of {sorted(ROOMS)}")
     intrinsics = Intrinsics(525.0, 525.0, 320.0, 240.0, 640, 480).scaled_to(width, height)
-    boxes = demo_room()
+    boxes = ROOMS[room]()
     sequences = default_sequences(frames_per_train_seq, frames_test)
+    if hard_queries:
+        mapping = [c2w for split, poses in sequences.values() if split == "train" for c2w in poses]
+        sequences[4] = ("test", hard_query_poses(boxes, mapping, hard_queries))
     output_dir.mkdir(parents=True, exist_ok=True)
     splits: Dict[str, List[str]] = {"train": [], "test": []}
     total = sum(len(p) for _, p in sequences.values())
@@ -297,6 +393,9 @@ def write_sevenscenes_scene(
             done += 1
             if progress is not None:
                 progress(done, total)
+    if hard_queries:
+        names = [f"seq-04/frame-{i:06d}.color.png" for i in range(hard_queries)]
+        (output_dir / "hard_queries.txt").write_text("\n".join(names) + "\n")
     (output_dir / "TrainSplit.txt").write_text("\n".join(splits["train"]) + "\n")
     (output_dir / "TestSplit.txt").write_text("\n".join(splits["test"]) + "\n")
     return {split: sum(len(sequences[int(s[len("sequence") :])][1]) for s in names) for split, names in splits.items()}

@@ -94,3 +94,6 @@ class FieldLocalizer(MapViewLocalizer):
 
     def map_size_bytes(self) -> int:
         return self.renderer.size_bytes()
+
+    def map_renderer(self) -> FieldRenderer:
+        return self.renderer

@@ -18,7 +18,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import Enum
-from typing import ClassVar, List, Optional, Protocol, Tuple
+from typing import TYPE_CHECKING, ClassVar, List, Optional, Protocol, Tuple
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ from torch import Tensor
 from nerfloc_plugins.data.frames import Intrinsics, PosedFrame
 from nerfloc_plugins.data.images import load_rgb
 from nerfloc_plugins.localize.refine import PhotometricConfig
+
+if TYPE_CHECKING:
+    from nerfloc_plugins.nerf.field_renderer import FieldRenderer
 
 
 @dataclass
@@ -102,6 +105,11 @@ class Localizer(ABC):
     def map_size_bytes(self) -> int:
         """Size of everything the map needs at localization time."""
         return 0
+
+    def map_renderer(self) -> Optional["FieldRenderer"]:
+        """The trained field this localizer's map is, when it has one (render-and-match
+        refinement renders it); ``None`` otherwise."""
+        return None
 
 
 class MapViewLocalizer(Localizer):

@@ -42,9 +42,11 @@ from nerfloc_plugins.localize.localizer import (
 )
 from nerfloc_plugins.localize.pnp import PnPConfig, PnPResult, solve_pnp
 from nerfloc_plugins.localize.refine import PhotometricConfig
+from nerfloc_plugins.localize.render_match import RenderMatchConfig, RenderMatchRefiner
 from nerfloc_plugins.localize.retrieval import RetrievalConfig, VladIndex
+from nerfloc_plugins.nerf.field_renderer import FieldRenderer
 
-STAGES = ("prior", "features", "regress", "render", "match", "pnp", "refine")
+STAGES = ("prior", "features", "regress", "render", "match", "pnp", "refine", "render_match")
 
 
 @dataclass
@@ -69,6 +71,8 @@ class PipelineConfig:
     pnp: PnPConfig = field(default_factory=PnPConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
     """Iterative (re-render + match) and photometric refinement."""
+    render_match: RenderMatchConfig = field(default_factory=RenderMatchConfig)
+    """Render-and-match refinement of any estimate against a field's renderings (off by default)."""
 
 
 @dataclass
@@ -85,6 +89,11 @@ class QueryResult:
     view: Optional[MapView] = None
     matches: Optional[np.ndarray] = None
     inliers: Optional[np.ndarray] = None
+    render_match_iterations: int = 0
+    """Render-and-match rounds run on this query's estimate."""
+    stage: str = ""
+    """What produced the final pose: the localizer's name, ``+render-match`` when a
+    render-and-match round was accepted; ``""`` when there is no pose."""
 
 
 class StageTimer:
@@ -163,17 +172,56 @@ def match_views(localizer: MapViewLocalizer, query: QueryDescription, views: Lis
 
 
 def localize_query(
-    localizer: Localizer, frame: PosedFrame, priors_fn: Optional[PriorSource], config: PipelineConfig
+    localizer: Localizer,
+    frame: PosedFrame,
+    priors_fn: Optional[PriorSource],
+    config: PipelineConfig,
+    render_match: Optional[RenderMatchRefiner] = None,
 ) -> QueryResult:
-    """One query through the path of ``localizer.kind`` (``priors_fn``: map-view matchers only)."""
+    """One query through the path of ``localizer.kind`` (``priors_fn``: map-view matchers only),
+    then render-and-match refinement of its estimate when ``render_match`` is given."""
     timer = StageTimer()
     with timer("features"):
         query = localizer.describe_query(frame)
     if localizer.kind is LocalizerKind.REGRESSES_POSE:
-        return regress_pose_query(localizer, frame, query, timer)
-    if localizer.kind is LocalizerKind.REGRESSES_SCENE_COORDINATES:
-        return regress_query(localizer, frame, query, config, timer)
-    return match_query(localizer, frame, query, priors_fn, config, timer)
+        result = regress_pose_query(localizer, frame, query, timer)
+    elif localizer.kind is LocalizerKind.REGRESSES_SCENE_COORDINATES:
+        result = regress_query(localizer, frame, query, config, timer)
+    else:
+        result = match_query(localizer, frame, query, priors_fn, config, timer)
+    result.stage = localizer.name if result.w2c is not None else ""
+    if render_match is not None and result.w2c is not None:
+        with timer("render_match"):
+            refined = render_match.refine(result.w2c, query, render_match.describe(query))
+        result.w2c, result.render_match_iterations = refined.w2c, refined.iterations
+        if refined.view is not None:
+            result.query, result.view, result.matches, result.inliers = (
+                query,
+                refined.view,
+                refined.matches,
+                refined.inliers,
+            )
+            result.num_inliers = refined.num_inliers
+            result.stage += "+render-match"
+        result.timings = timer.per_stage()
+    return result
+
+
+def render_match_refiner(localizer: Localizer, config: PipelineConfig) -> Optional[RenderMatchRefiner]:
+    """The render-and-match refiner of ``config`` (``None`` when off): it renders
+    ``--render-match.map`` or else the localizer's own field."""
+    if config.render_match.iterations <= 0:
+        return None
+    if config.render_match.map is not None:
+        renderer = FieldRenderer(config.render_match.map)
+    else:
+        renderer = localizer.map_renderer()
+        if renderer is None:
+            raise ValueError(
+                f"--render-match: {localizer.name} has no field to render; pass a trained map with "
+                "--render-match.map RUN/config.yml"
+            )
+    return RenderMatchRefiner(renderer, config.render_match, config.pnp)
 
 
 def regress_pose_query(
@@ -294,6 +342,7 @@ def run_localization(
         priors = PriorSource(localizer, config, pose_prior)
     elif pose_prior is not None:
         raise ValueError(f"--pose-prior: {localizer.name} does not match map views ({localizer.kind.value})")
+    refiner = render_match_refiner(localizer, config)
     results: List[QueryResult] = []
     errors_cm: List[float] = []
     columns = [
@@ -306,7 +355,7 @@ def run_localization(
     with Progress(*columns) as progress:
         task = progress.add_task("localize", total=len(queries), median="-")
         for frame in queries:
-            res = localize_query(localizer, frame, priors, config)
+            res = localize_query(localizer, frame, priors, config, refiner)
             results.append(res)
             err = pose_error(res.w2c, invert_rigid(frame.c2w))[0] * 100 if res.w2c is not None else float("inf")
             errors_cm.append(err)

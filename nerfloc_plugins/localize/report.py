@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from nerfloc_plugins.data.frames import hard_query_names
 from nerfloc_plugins.data.hloc_files import write_poses
 from nerfloc_plugins.geometry.poses import invert_rigid
 from nerfloc_plugins.localize.metrics import CAMBRIDGE_THRESHOLDS, QueryError, query_errors, summarize
@@ -48,6 +49,11 @@ def build_metrics(
     metrics["prior_index_build_s"] = prior_index_seconds
     metrics["map_size_mb"] = map_size_bytes / 2**20
     metrics["mean_inliers"] = float(np.mean([r.num_inliers for r in results])) if results else 0.0
+    hard = hard_query_names([r.frame for r in results])
+    if hard is not None:
+        for key, keep in (("hard_queries", True), ("other_queries", False)):
+            subset = [e for e in errors if (e.name in hard) == keep]
+            metrics[key] = summarize(subset, extra_thresholds)
     if extra:
         metrics.update(extra)
     return metrics, errors
@@ -57,7 +63,8 @@ def write_per_query_csv(results: Sequence[QueryResult], errors: Sequence[QueryEr
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(
-        ["name", "translation_cm", "rotation_deg", "num_matches", "num_inliers", "iterations", "retrieved"]
+        ["name", "translation_cm", "rotation_deg", "num_matches", "num_inliers", "iterations"]
+        + ["render_match_iterations", "stage", "retrieved"]
         + [f"t_{s}_s" for s in STAGES]
     )
     for r, e in zip(results, errors):
@@ -69,6 +76,8 @@ def write_per_query_csv(results: Sequence[QueryResult], errors: Sequence[QueryEr
                 r.num_matches,
                 r.num_inliers,
                 r.iterations,
+                r.render_match_iterations,
+                r.stage,
                 ";".join(r.retrieved),
             ]
             + [f"{r.timings.get(s, 0.0):.5f}" for s in STAGES]
@@ -201,6 +210,25 @@ def results_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+def subset_table(rows: Sequence[dict]) -> str:
+    """Markdown table of the hard / other query subsets (datasets with ``hard_queries.txt``); ``""``
+    when no row has them."""
+    lines = []
+    for m in rows:
+        for key, label in (("hard_queries", "hard"), ("other_queries", "other")):
+            if key in m:
+                s = m[key]
+                lines.append(
+                    f"| {m['method']} | {label} | {s['num_queries']} | {s['median_translation_cm']:.2f} | "
+                    f"{s['median_rotation_deg']:.2f} | {100 * s['recall']['5cm_5deg']:.1f}% | "
+                    f"{100 * s['recall']['10cm_10deg']:.1f}% | {s['num_failed']} |"
+                )
+    if not lines:
+        return ""
+    header = "| method | queries | n | median cm | median deg | recall 5cm_5deg | recall 10cm_10deg | failed |"
+    return "\n".join([header, "|" + " --- |" * 8] + lines)
+
+
 def stage_lines(rows: Sequence[dict]) -> str:
     """Markdown list: mean time per stage for each metrics dict."""
     return "\n".join(
@@ -221,6 +249,16 @@ def render_markdown(metrics: dict, match_files: Sequence[str], baseline_metrics:
         "",
         f"Map size: {metrics['map_size_mb']:.2f} MB. Prior index built in {metrics['prior_index_build_s']:.1f} s.",
         "",
+    ]
+    subsets = subset_table(rows)
+    if subsets:
+        text += [
+            "Hard queries: no mapping view within 0.5 m looking within 90 deg of them (hard_queries.txt).",
+            "",
+            subsets,
+            "",
+        ]
+    text += [
         "| stage | mean ms | median ms |",
         "| --- | --- | --- |",
         stages,

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from nerfloc_plugins.localize.localizer import Localizer, PosePrior
 from nerfloc_plugins.localize.pipeline import PipelineConfig, run_localization
-from nerfloc_plugins.localize.report import build_metrics, results_table, write_report
+from nerfloc_plugins.localize.report import build_metrics, results_table, subset_table, write_report
 
 CONSOLE = Console()
 
@@ -44,6 +44,10 @@ def localize_and_report(
     )
     map_centres = np.array([f.c2w[:3, 3] for f in localizer.map_frames()])
     write_report(output_dir, results, metrics, errors, map_centres, baseline_metrics=baseline)
-    print(results_table([metrics] + ([baseline] if baseline else [])))
+    rows = [metrics] + ([baseline] if baseline else [])
+    print(results_table(rows))
+    subsets = subset_table(rows)
+    if subsets:
+        print(subsets)
     CONSOLE.print(f"results written to {output_dir} (poses.txt, metrics.json, per_query.csv, report.md, plots/)")
     return metrics

@@ -7,8 +7,9 @@ callers only see dataset-frame OpenCV c2w poses, metres and z-depth.  The field 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -60,10 +61,38 @@ class FieldRenderer:
             camera_type=CameraType.PERSPECTIVE,
         ).to(self.device)
 
+    @contextmanager
+    def samples_per_ray(self, samples: Optional[Sequence[int]]) -> Iterator[None]:
+        """Render with ``samples`` = (proposal samples per proposal level ..., NeRF samples) per ray
+        instead of the run's schedule (Nerfacto-based maps: fewer samples render faster once the
+        proposal networks have converged); ``None`` keeps the run's."""
+        if samples is None:
+            yield
+            return
+        sampler = getattr(self.model, "proposal_sampler", None)
+        levels = getattr(sampler, "num_proposal_network_iterations", None)
+        if sampler is None or len(samples) != levels + 1:
+            expected = "no proposal sampler" if sampler is None else f"{levels + 1} numbers (proposal levels, NeRF)"
+            raise ValueError(f"samples per ray {tuple(samples)}: {type(self.model).__name__} has {expected}")
+        saved = sampler.num_proposal_samples_per_ray, sampler.num_nerf_samples_per_ray
+        sampler.num_proposal_samples_per_ray, sampler.num_nerf_samples_per_ray = tuple(samples[:-1]), samples[-1]
+        try:
+            yield
+        finally:
+            sampler.num_proposal_samples_per_ray, sampler.num_nerf_samples_per_ray = saved
+
     @torch.no_grad()
-    def render(self, c2w: np.ndarray, intrinsics: Intrinsics, outputs: Sequence[str] = ()) -> Dict[str, np.ndarray]:
-        """``rgb`` (H, W, 3), ``depth`` (H, W) z-depth in metres, and any extra ``outputs``."""
-        out = self.model.get_outputs_for_camera(self.camera(c2w, intrinsics))
+    def render(
+        self,
+        c2w: np.ndarray,
+        intrinsics: Intrinsics,
+        outputs: Sequence[str] = (),
+        samples: Optional[Sequence[int]] = None,
+    ) -> Dict[str, np.ndarray]:
+        """``rgb`` (H, W, 3), ``depth`` (H, W) z-depth in metres, and any extra ``outputs``;
+        ``samples``: see :meth:`samples_per_ray`."""
+        with self.samples_per_ray(samples):
+            out = self.model.get_outputs_for_camera(self.camera(c2w, intrinsics))
         ray_scale = ray_length_per_unit_z(intrinsics.width, intrinsics.height, intrinsics.matrix())
         depth = out["depth"][..., 0].double().cpu().numpy() / ray_scale / self.transform.scale
         result = {"rgb": out["rgb"].float().cpu().numpy(), "depth": depth}

@@ -1,4 +1,4 @@
-"""``nerfloc-make-scene``: render the example room (or a smaller variant) in 7-Scenes layout."""
+"""``nerfloc-make-scene``: render the example room (or another room, a smaller variant, hard queries) in 7-Scenes layout."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import tyro
 from rich.progress import Progress
@@ -27,6 +28,11 @@ class MakeScene:
     """Frames in the query sequence (seq-03)."""
     supersample: int = 2
     """Anti-aliasing rays per pixel side."""
+    room: Literal["demo", "office"] = "demo"
+    """``demo``: the example room; ``office``: another room (keep it for judging settings)."""
+    hard_queries: int = 0
+    """Also render this many queries (``seq-04``) with no mapping view within 0.5 m looking within
+    90 deg of them; their names go to ``hard_queries.txt``."""
 
     def main(self) -> None:
         self.output_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -42,6 +48,8 @@ class MakeScene:
                     self.frames_test,
                     self.supersample,
                     progress=lambda done, total: progress.update(task, completed=done, total=total),
+                    room=self.room,
+                    hard_queries=self.hard_queries,
                 )
             if self.output_dir.exists():
                 shutil.rmtree(self.output_dir)

