@@ -73,6 +73,16 @@ class Box:
     albedo: float = 1.0
 
 
+def poster_boxes(posters: Sequence[Tuple[tuple, tuple, str, int]]) -> List[Box]:
+    """Thin boxes showing a picture once on one face: ``(lo, hi, picture, face looking into the room)``."""
+    boxes = []
+    for lo, hi, picture, face in posters:
+        textures: List[Optional[str]] = [None] * 6
+        textures[face] = picture
+        boxes.append(Box(lo, hi, tuple(textures), decal=(True,) * 6))
+    return boxes
+
+
 def demo_room() -> List[Box]:
     """The example room: 4.0 x 3.2 x 2.5 m with furniture and posters."""
     room = Box(
@@ -89,11 +99,7 @@ def demo_room() -> List[Box]:
         ((-1.2, -1.6, 0.9), (0.3, -1.57, 1.9), "chelsea", 3),
         ((-2.0, -0.4, 0.6), (-1.97, 1.1, 1.7), "rocket", 1),
     ]
-    boxes = [room]
-    for lo, hi, picture, face in posters:
-        textures = [None] * 6
-        textures[face] = picture
-        boxes.append(Box(lo, hi, tuple(textures), decal=(True,) * 6))
+    boxes = [room] + poster_boxes(posters)
     boxes += [
         Box(
             (0.6, 0.4, 0.0),
@@ -131,11 +137,7 @@ def office_room() -> List[Box]:
         ((0.4, -1.8, 0.8), (1.9, -1.77, 1.9), "astronaut", 3),
         ((-2.5, -1.0, 0.9), (-2.47, 0.6, 2.0), "clock", 1),
     ]
-    boxes = [room]
-    for lo, hi, picture, face in posters:
-        textures = [None] * 6
-        textures[face] = picture
-        boxes.append(Box(lo, hi, tuple(textures), decal=(True,) * 6))
+    boxes = [room] + poster_boxes(posters)
     boxes += [
         Box((1.3, 0.6, 0.0), (2.3, 1.4, 0.75), ("brick", "brick", "brick", "brick", None, "retina"), tile=0.5,
             decal=(False, False, False, False, False, True)),  # desk
