@@ -44,10 +44,7 @@ class LocalizerSpec:
     """``pose_prior(run_file, device) -> PosePrior`` when runs it serves can give the pose prior
     of another localizer (``ns-localize --pose-prior RUN``)."""
     help: str = ""
-    """One line for ``ns-localize --help``."""
-
-    def default_options(self) -> Any:
-        return None if self.options is None else self.options()
+    """One line for ``ns-localize --help`` (the heading of its option group)."""
 
 
 def served_object(run: Any) -> Any:

@@ -84,7 +84,11 @@ def localize_command(specs: List[LocalizerSpec]) -> type:
     """The ``ns-localize`` command for ``specs``: :class:`LocalizeBase` plus one options field per
     spec with options (e.g. ``crossfire: CrossFireLocalizerConfig`` -> ``--crossfire.render-scale``)."""
     fields = [
-        (option_field_name(spec), spec.options, field(default_factory=spec.options))
+        (
+            option_field_name(spec),
+            Annotated[spec.options, tyro.conf.arg(help=spec.help or None)],
+            field(default_factory=spec.options),
+        )
         for spec in specs
         if spec.options is not None
     ]
