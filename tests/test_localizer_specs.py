@@ -223,3 +223,64 @@ def test_a_run_trained_with_old_module_paths_loads_and_renders_the_same(tiny_run
     assert old["rgb"].shape == (36, 48, 3)
     np.testing.assert_array_equal(old["rgb"], new["rgb"])
     np.testing.assert_array_equal(old["depth"], new["depth"])
+
+
+# ----------------------------------------------------------------------------------- cascade
+class NoisyCoordinateRegressor(ToyCoordinateRegressor):
+    """Fails queries 0 and 1 (no points), answers the others with ``good`` exact points."""
+
+    name = "noisy"
+
+    def __init__(self, good: int = 60):
+        self.good = good
+
+    def regress_correspondences(self, query):
+        uv, xyz = super().regress_correspondences(query)
+        if self.current.name in ("query/0", "query/1"):
+            return uv[:0], xyz[:0]
+        return uv[: self.good], xyz[: self.good]
+
+
+class ExactCoordinateRegressor(ToyCoordinateRegressor):
+    name = "exact"
+
+
+def test_the_cascade_takes_its_fallback_where_the_first_stage_fails(tmp_path):
+    import csv
+
+    from nerfloc_plugins.localize.cascade import AcceptConfig, CascadeConfig
+    from nerfloc_plugins.localize.report import build_metrics, write_per_query_csv
+
+    config = PipelineConfig(cascade=CascadeConfig(accept=AcceptConfig(min_inliers=30)))
+    results, _ = run_localization(NoisyCoordinateRegressor(), config, fallback=ExactCoordinateRegressor())
+    assert [r.stage for r in results] == ["exact", "exact", "noisy", "noisy"]
+    for res in results:
+        dt, _ = pose_error(res.w2c, invert_rigid(res.frame.c2w))
+        assert dt < 1e-6 and res.inlier_ratio == 1.0
+    # the fallback's time is added to the failed queries' stages
+    assert results[0].timings["pnp"] > 0 and results[0].timings["match"] > 0
+
+    # a first-stage pose with too few inliers (20 < 30) goes to the fallback; accepted at 20
+    weak = NoisyCoordinateRegressor(good=20)
+    results, _ = run_localization(weak, config, fallback=ExactCoordinateRegressor())
+    assert [r.stage for r in results] == ["exact"] * 4
+    lenient = PipelineConfig(cascade=CascadeConfig(accept=AcceptConfig(min_inliers=20)))
+    results, _ = run_localization(weak, lenient, fallback=ExactCoordinateRegressor())
+    assert [r.stage for r in results] == ["exact", "exact", "noisy", "noisy"]
+
+    _, errors = build_metrics(results, "noisy -> exact", "toy", 0, 0.0)
+    write_per_query_csv(results, errors, tmp_path / "per_query.csv")
+    rows = list(csv.DictReader((tmp_path / "per_query.csv").open()))
+    assert [r["stage"] for r in rows] == ["exact", "exact", "noisy", "noisy"]
+    assert [r["inlier_ratio"] for r in rows] == ["1.000"] * 4
+
+
+def test_the_cascade_fallback_must_localize_the_same_queries():
+    class OtherDataset(ExactCoordinateRegressor):
+        name = "other"
+
+        def query_frames(self, split):
+            return [frame("elsewhere/0", [1, 1, 1])]
+
+    with pytest.raises(ValueError, match="other has no query 'query/0' of noisy's dataset"):
+        run_localization(NoisyCoordinateRegressor(), PipelineConfig(), fallback=OtherDataset())

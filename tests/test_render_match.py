@@ -92,7 +92,7 @@ def test_baseline_plus_render_match_in_the_pipeline(monkeypatch, tmp_path):
     per-query provenance (rounds, stage time) in the results; without a map it says what to pass."""
     localizer = ClassicalLocalizer(SevenScenesDataParserConfig(data=EXAMPLE).setup())
     with pytest.raises(ValueError, match="--render-match.map RUN/config.yml"):
-        render_match_refiner(localizer, PipelineConfig(render_match=RenderMatchConfig(iterations=2)))
+        render_match_refiner([localizer], PipelineConfig(render_match=RenderMatchConfig(iterations=2)))
 
     renderer = ExactRoomRenderer()
     monkeypatch.setattr(localizer, "map_renderer", lambda: renderer, raising=False)

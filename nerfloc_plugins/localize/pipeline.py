@@ -30,6 +30,7 @@ from nerfloc_plugins.data.hloc_files import read_pairs
 from nerfloc_plugins.features.local_features import SiftExtractor
 from nerfloc_plugins.geometry.pose_errors import pose_error
 from nerfloc_plugins.geometry.poses import invert_rigid
+from nerfloc_plugins.localize.cascade import CascadeConfig, check_same_queries, inlier_ratio, is_accepted
 from nerfloc_plugins.localize.localizer import (
     Localizer,
     LocalizerKind,
@@ -73,6 +74,8 @@ class PipelineConfig:
     """Iterative (re-render + match) and photometric refinement."""
     render_match: RenderMatchConfig = field(default_factory=RenderMatchConfig)
     """Render-and-match refinement of any estimate against a field's renderings (off by default)."""
+    cascade: CascadeConfig = field(default_factory=CascadeConfig)
+    """A fallback localizer for queries the first one did not solve (off by default)."""
 
 
 @dataclass
@@ -94,6 +97,11 @@ class QueryResult:
     stage: str = ""
     """What produced the final pose: the localizer's name, ``+render-match`` when a
     render-and-match round was accepted; ``""`` when there is no pose."""
+
+    @property
+    def inlier_ratio(self) -> float:
+        """Inliers / 2D-3D matches of the final pose (its confidence; 0 for pose regression)."""
+        return inlier_ratio(self.num_inliers, self.num_matches)
 
 
 class StageTimer:
@@ -190,7 +198,14 @@ def localize_query(
     else:
         result = match_query(localizer, frame, query, priors_fn, config, timer)
     result.stage = localizer.name if result.w2c is not None else ""
+    return refine_by_render_match(result, render_match)
+
+
+def refine_by_render_match(result: QueryResult, render_match: Optional[RenderMatchRefiner]) -> QueryResult:
+    """Render-and-match refinement of ``result``'s pose (nothing without a refiner or a pose)."""
     if render_match is not None and result.w2c is not None:
+        query = result.query
+        timer = StageTimer()
         with timer("render_match"):
             refined = render_match.refine(result.w2c, query, render_match.describe(query))
         result.w2c, result.render_match_iterations = refined.w2c, refined.iterations
@@ -201,24 +216,53 @@ def localize_query(
                 refined.matches,
                 refined.inliers,
             )
-            result.num_inliers = refined.num_inliers
+            result.num_inliers, result.num_matches = refined.num_inliers, len(refined.matches)
             result.stage += "+render-match"
-        result.timings = timer.per_stage()
+        result.timings = {**result.timings, "render_match": timer.times["render_match"]}
     return result
 
 
-def render_match_refiner(localizer: Localizer, config: PipelineConfig) -> Optional[RenderMatchRefiner]:
+def localize_with_cascade(
+    stages: List[tuple],
+    frame: PosedFrame,
+    config: PipelineConfig,
+    render_match: Optional[RenderMatchRefiner] = None,
+) -> QueryResult:
+    """``stages``: ``[(localizer, priors)]``, the first then fallbacks (``localize/cascade.py``):
+    each next stage runs while the kept result fails the check; render-and-match refines the kept one."""
+    accept = config.cascade.accept
+    result: Optional[QueryResult] = None
+    for localizer, priors in stages:
+        if result is not None and is_accepted(result.w2c, result.num_inliers, result.num_matches, accept):
+            break
+        other = localize_query(localizer, frame, priors, config)
+        if result is None:
+            result = other
+            continue
+        timings = {k: result.timings.get(k, 0.0) + other.timings.get(k, 0.0) for k in STAGES}
+        takes_over = other.w2c is not None and (
+            result.w2c is None
+            or is_accepted(other.w2c, other.num_inliers, other.num_matches, accept)
+            or other.num_inliers > result.num_inliers
+        )
+        result = other if takes_over else result
+        result.timings = timings
+    return refine_by_render_match(result, render_match)
+
+
+def render_match_refiner(localizers: List[Localizer], config: PipelineConfig) -> Optional[RenderMatchRefiner]:
     """The render-and-match refiner of ``config`` (``None`` when off): it renders
-    ``--render-match.map`` or else the localizer's own field."""
+    ``--render-match.map``, or else the field of the first of ``localizers`` that has one."""
     if config.render_match.iterations <= 0:
         return None
     if config.render_match.map is not None:
         renderer = FieldRenderer(config.render_match.map)
     else:
-        renderer = localizer.map_renderer()
+        renderer = next((r for r in (loc.map_renderer() for loc in localizers) if r is not None), None)
         if renderer is None:
+            names = " / ".join(loc.name for loc in localizers)
             raise ValueError(
-                f"--render-match: {localizer.name} has no field to render; pass a trained map with "
+                f"--render-match: {names} has no field to render; pass a trained map with "
                 "--render-match.map RUN/config.yml"
             )
     return RenderMatchRefiner(renderer, config.render_match, config.pnp)
@@ -230,7 +274,7 @@ def regress_pose_query(
     """Absolute pose regression: the pose from the query alone."""
     with timer("regress"):
         c2w = localizer.regress_pose(query)
-    return QueryResult(frame, invert_rigid(c2w), [], 0, 0, 0, timer.per_stage())
+    return QueryResult(frame, invert_rigid(c2w), [], 0, 0, 0, timer.per_stage(), query=query)
 
 
 def match_query(
@@ -330,10 +374,12 @@ def run_localization(
     split: str = "test",
     max_queries: Optional[int] = None,
     pose_prior: Optional[PosePrior] = None,
+    fallback: Optional[Localizer] = None,
 ) -> tuple[List[QueryResult], float]:
     """Localize every query of ``split``; returns the results and the prior-index build time.
 
-    ``pose_prior`` replaces retrieval as the prior of a map-view localizer that renders."""
+    ``pose_prior`` replaces retrieval as the prior of a map-view localizer that renders;
+    ``fallback`` localizes the queries whose result fails ``config.cascade.accept``."""
     queries = localizer.query_frames(split)
     if max_queries is not None:
         queries = queries[:max_queries]
@@ -342,7 +388,12 @@ def run_localization(
         priors = PriorSource(localizer, config, pose_prior)
     elif pose_prior is not None:
         raise ValueError(f"--pose-prior: {localizer.name} does not match map views ({localizer.kind.value})")
-    refiner = render_match_refiner(localizer, config)
+    stages = [(localizer, priors)]
+    if fallback is not None:
+        check_same_queries(localizer, fallback, queries, split)
+        fallback_priors = PriorSource(fallback, config) if fallback.kind is LocalizerKind.MATCHES_MAP_VIEWS else None
+        stages.append((fallback, fallback_priors))
+    refiner = render_match_refiner([loc for loc, _ in stages], config)
     results: List[QueryResult] = []
     errors_cm: List[float] = []
     columns = [
@@ -355,9 +406,9 @@ def run_localization(
     with Progress(*columns) as progress:
         task = progress.add_task("localize", total=len(queries), median="-")
         for frame in queries:
-            res = localize_query(localizer, frame, priors, config, refiner)
+            res = localize_with_cascade(stages, frame, config, refiner)
             results.append(res)
             err = pose_error(res.w2c, invert_rigid(frame.c2w))[0] * 100 if res.w2c is not None else float("inf")
             errors_cm.append(err)
             progress.update(task, advance=1, median=f"{np.median(errors_cm):.1f} cm")
-    return results, priors.build_seconds if priors is not None else 0.0
+    return results, sum(p.build_seconds for _, p in stages if p is not None)

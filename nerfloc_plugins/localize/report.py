@@ -64,7 +64,7 @@ def write_per_query_csv(results: Sequence[QueryResult], errors: Sequence[QueryEr
     writer = csv.writer(buf)
     writer.writerow(
         ["name", "translation_cm", "rotation_deg", "num_matches", "num_inliers", "iterations"]
-        + ["render_match_iterations", "stage", "retrieved"]
+        + ["render_match_iterations", "stage", "inlier_ratio", "retrieved"]
         + [f"t_{s}_s" for s in STAGES]
     )
     for r, e in zip(results, errors):
@@ -78,6 +78,7 @@ def write_per_query_csv(results: Sequence[QueryResult], errors: Sequence[QueryEr
                 r.iterations,
                 r.render_match_iterations,
                 r.stage,
+                f"{r.inlier_ratio:.3f}",
                 ";".join(r.retrieved),
             ]
             + [f"{r.timings.get(s, 0.0):.5f}" for s in STAGES]

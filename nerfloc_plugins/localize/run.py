@@ -35,13 +35,14 @@ def localize_and_report(
     baseline_metrics: Optional[Path] = None,
     extra: Optional[dict] = None,
     pose_prior: Optional[PosePrior] = None,
+    fallback: Optional[Localizer] = None,
 ) -> dict:
     """Localize the queries of ``split`` and write poses, metrics, per-query CSV, report and plots."""
     baseline = read_metrics(baseline_metrics)
-    results, index_seconds = run_localization(localizer, config, split, max_queries, pose_prior)
-    metrics, errors = build_metrics(
-        results, localizer.name, localizer.scene, localizer.map_size_bytes(), index_seconds, extra
-    )
+    results, index_seconds = run_localization(localizer, config, split, max_queries, pose_prior, fallback)
+    name = localizer.name if fallback is None else f"{localizer.name} -> {fallback.name}"
+    map_bytes = localizer.map_size_bytes() + (fallback.map_size_bytes() if fallback is not None else 0)
+    metrics, errors = build_metrics(results, name, localizer.scene, map_bytes, index_seconds, extra)
     map_centres = np.array([f.c2w[:3, 3] for f in localizer.map_frames()])
     write_report(output_dir, results, metrics, errors, map_centres, baseline_metrics=baseline)
     rows = [metrics] + ([baseline] if baseline else [])

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from nerfloc_plugins.localize.localizer import Localizer, PosePrior
+from nerfloc_plugins.nerf.run_files import read_run_file
 
 ENTRY_POINT_GROUP = "nerfloc.localizers"
 
@@ -74,3 +75,16 @@ def spec_for_run(run: Any, specs: List[LocalizerSpec], run_file: Path) -> Locali
         known = ", ".join(f"{s.name} ({s.serves.__name__})" for s in specs)
         raise ValueError(f"{run_file}: no nerfloc localizer for {type(target).__name__} (known: {known})")
     return max(candidates, key=lambda s: len(s.serves.__mro__))
+
+
+def default_options(spec: LocalizerSpec) -> Any:
+    """``spec``'s options with their defaults (``None`` for a spec without options)."""
+    return None if spec.options is None else spec.options()
+
+
+def build_localizer(
+    run_file: Path, specs: List[LocalizerSpec], options_of: Callable[[LocalizerSpec], Any] = default_options
+) -> Localizer:
+    """The localizer of the most derived spec serving the run in ``run_file``, with ``options_of(spec)``."""
+    spec = spec_for_run(read_run_file(run_file), specs, run_file)
+    return spec.build(run_file, options_of(spec))

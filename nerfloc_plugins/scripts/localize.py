@@ -17,7 +17,7 @@ from typing_extensions import Annotated
 from nerfloc_plugins.localize.localizer import Localizer, PosePrior
 from nerfloc_plugins.localize.pipeline import PipelineConfig
 from nerfloc_plugins.localize.run import localize_and_report
-from nerfloc_plugins.localize.specs import LocalizerSpec, discover_specs, spec_for_run
+from nerfloc_plugins.localize.specs import LocalizerSpec, build_localizer, discover_specs, spec_for_run
 from nerfloc_plugins.nerf.run_files import read_run_file
 from nerfloc_plugins.utils.cli import run_cli
 
@@ -53,8 +53,12 @@ class LocalizeBase:
         return getattr(self, option_field_name(spec), None)
 
     def localizer(self) -> Localizer:
-        spec = spec_for_run(read_run_file(self.load_config), self.specs, self.load_config)
-        return spec.build(self.load_config, self.options_of(spec))
+        return build_localizer(self.load_config, self.specs, self.options_of)
+
+    def fallback(self) -> Optional[Localizer]:
+        """The cascade's fallback localizer (``--cascade.fallback``), with this command's options."""
+        run = self.pipeline.cascade.fallback
+        return None if run is None else build_localizer(run, self.specs, self.options_of)
 
     def prior(self, localizer: Localizer) -> Optional[PosePrior]:
         if self.pose_prior is None:
@@ -77,6 +81,7 @@ class LocalizeBase:
             self.max_queries,
             self.baseline_metrics,
             pose_prior=prior,
+            fallback=self.fallback(),
         )
 
 

@@ -15,6 +15,7 @@ from nerfloc_plugins.features.local_features import LearnedFeaturesConfig, SiftC
 from nerfloc_plugins.localize.baseline import ClassicalLocalizer
 from nerfloc_plugins.localize.pipeline import PipelineConfig
 from nerfloc_plugins.localize.run import localize_and_report
+from nerfloc_plugins.localize.specs import build_localizer, discover_specs
 from nerfloc_plugins.utils.cli import run_cli
 
 DATAPARSERS = {
@@ -51,7 +52,12 @@ class LocalizeBaseline:
         config = DATAPARSERS[self.dataparser].config
         parser = type(config)(**{**vars(config), "data": self.data, "train_stride": self.train_stride}).setup()
         localizer = ClassicalLocalizer(parser, self.features, self.sift, self.matching, self.learned, self.device)
-        return localize_and_report(localizer, self.pipeline, self.output_dir, self.split, self.max_queries)
+        fallback = self.pipeline.cascade.fallback
+        if fallback is not None:
+            fallback = build_localizer(fallback, discover_specs())
+        return localize_and_report(
+            localizer, self.pipeline, self.output_dir, self.split, self.max_queries, fallback=fallback
+        )
 
 
 def entrypoint() -> None:
