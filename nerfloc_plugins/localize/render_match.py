@@ -27,7 +27,7 @@ from nerfloc_plugins.features.feature_matcher import LocalFeatureMatcher
 from nerfloc_plugins.features.local_features import LocalFeatures
 from nerfloc_plugins.geometry.pose_errors import pose_error
 from nerfloc_plugins.geometry.poses import invert_rigid
-from nerfloc_plugins.localize.baseline import lift_keypoints
+from nerfloc_plugins.localize.baseline import lifted_view
 from nerfloc_plugins.localize.localizer import MapView, QueryDescription
 from nerfloc_plugins.localize.pnp import PnPConfig, solve_pnp
 from nerfloc_plugins.nerf.field_renderer import FieldRenderer
@@ -79,25 +79,15 @@ class RenderMatchRefiner:
         self.device = renderer.device
         self.features = LocalFeatureMatcher.with_max_keypoints(config.features, config.max_keypoints, self.device)
 
-    def render_view(self, c2w: np.ndarray, query: QueryDescription) -> tuple[MapView, LocalFeatures]:
-        """The field's rendering at ``c2w`` with the query's camera (at ``render_scale``) and its
-        features that have a rendered depth, with their 3D points in ``MapView.points3d``."""
+    def render_view(self, c2w: np.ndarray, query: QueryDescription) -> MapView:
+        """The field's rendering at ``c2w`` with the query's camera (at ``render_scale``): its local
+        features that have a rendered depth, lifted to 3D (the baseline's ``lifted_view``)."""
         intr = query.intrinsics
         scale = self.config.render_scale
         intr = intr.scaled_to(max(1, round(intr.width * scale)), max(1, round(intr.height * scale)))
         rendered = self.renderer.render(c2w, intr, samples=self.config.samples)
-        features, points = lift_keypoints(
-            self.features.extract(rendered["rgb"]), rendered["depth"], PosedFrame("rendered", Path(), c2w, intr)
-        )
-        view = MapView(
-            c2w=c2w,
-            keypoints=features.keypoints,
-            descriptors=torch.from_numpy(features.descriptors),
-            points3d=points,
-            intrinsics=intr,
-            image=rendered["rgb"],
-        )
-        return view, features
+        frame = PosedFrame("rendered", Path(), c2w, intr)
+        return lifted_view(self.features.extract, rendered["rgb"], rendered["depth"], frame, self.device)
 
     def refine(self, w2c: np.ndarray, query: QueryDescription, query_features: LocalFeatures) -> RenderMatchResult:
         """Rounds of render -> match -> PnP from ``w2c`` (``query_features``: the query image's
@@ -105,11 +95,15 @@ class RenderMatchRefiner:
         cfg = self.config
         q = query.intrinsics
         result = RenderMatchResult(w2c=w2c, num_inliers=0, iterations=0)
+        query_descriptors = torch.from_numpy(query_features.descriptors).to(self.device)
         for _ in range(cfg.iterations):
-            view, rendered = self.render_view(invert_rigid(result.w2c), query)
+            view = self.render_view(invert_rigid(result.w2c), query)
             result.iterations += 1
             v = view.intrinsics
-            matches = self.features.match(query_features, (q.width, q.height), rendered, (v.width, v.height))
+            matches = self.features.match_tensors(
+                query_features.keypoints, query_descriptors, (q.width, q.height),
+                view.keypoints, view.descriptors, (v.width, v.height),
+            )  # fmt: skip
             if len(matches) < max(4, cfg.min_inliers):
                 break
             pnp = solve_pnp(query_features.keypoints[matches[:, 0]], view.points3d[matches[:, 1]], q, self.pnp)
