@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.nerfloc-installed
 NERFSTUDIO_VERSION := 1.1.5
 
-.PHONY: install demo test test-fast lint clean-demo
+.PHONY: install demo demo-all test test-fast lint clean-demo
 
 $(STAMP): pyproject.toml requirements/runtime.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ install: $(STAMP)
 
 demo: install
 	PATH="$(abspath $(BIN)):$$PATH" bash examples/demo.sh
+
+demo-all: install
+	PATH="$(abspath $(BIN)):$$PATH" NERFLOC_DEMO_METHODS="crossfire nerfmatch neuraloc posemap" bash examples/demo.sh
 
 test: install
 	$(BIN)/python -m pytest -q tests

@@ -100,7 +100,10 @@ class RenderMatchBenchmark:
         baseline_metrics = out / "baseline" / "metrics.json"
         rendering = self.rendering()
         rows = []
-        base = LocalizeBaseline(data=self.data, output_dir=out / "baseline", max_queries=self.max_queries).main()
+        base = LocalizeBaseline(
+            data=self.data, output_dir=out / "baseline", max_queries=self.max_queries, map_matching="views",
+            pipeline=PipelineConfig(),
+        ).main()  # fmt: skip
         rows.append(base)
         for features in self.features:
             for samples in self.samples:
@@ -110,6 +113,7 @@ class RenderMatchBenchmark:
                     output_dir=out / tag,
                     max_queries=self.max_queries,
                     pipeline=self.pipeline(self.iterations, features, samples, self.map),
+                    map_matching="views",
                 ).main()
                 metrics["method"] = f"baseline + render-match ({features}, samples {samples})"
                 rows.append(metrics)

@@ -58,7 +58,7 @@ def test_baseline_with_pairs_file_and_bad_pairs(tmp_path):
     out = tmp_path / "pairs_run"
     result = run_cli(
         "nerfloc_plugins.scripts.localize_baseline", "--data", str(EXAMPLE), "--output-dir", str(out),
-        "--pairs", str(pairs), "--max-queries", "2",
+        "--pairs", str(pairs), "--max-queries", "2", "--map-matching", "views",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((out / "metrics.json").read_text())
@@ -66,7 +66,7 @@ def test_baseline_with_pairs_file_and_bad_pairs(tmp_path):
     pairs.write_text("seq-03/frame-000000.color.png no-such-frame.png\n")
     result = run_cli(
         "nerfloc_plugins.scripts.localize_baseline", "--data", str(EXAMPLE), "--output-dir", str(out),
-        "--pairs", str(pairs), "--max-queries", "1",
+        "--pairs", str(pairs), "--max-queries", "1", "--map-matching", "views",
     )  # fmt: skip
     assert result.returncode != 0
     assert "no-such-frame.png" in result.stderr.strip().splitlines()[-1]

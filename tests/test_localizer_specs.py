@@ -252,7 +252,7 @@ def test_the_cascade_takes_its_fallback_where_the_first_stage_fails(tmp_path):
     from nerfloc_plugins.localize.report import build_metrics, write_per_query_csv
 
     config = PipelineConfig(cascade=CascadeConfig(accept=AcceptConfig(min_inliers=30)))
-    results, _ = run_localization(NoisyCoordinateRegressor(), config, fallback=ExactCoordinateRegressor())
+    results, _ = run_localization(NoisyCoordinateRegressor(), config, fallbacks=[ExactCoordinateRegressor()])
     assert [r.stage for r in results] == ["exact", "exact", "noisy", "noisy"]
     for res in results:
         dt, _ = pose_error(res.w2c, invert_rigid(res.frame.c2w))
@@ -262,10 +262,10 @@ def test_the_cascade_takes_its_fallback_where_the_first_stage_fails(tmp_path):
 
     # a first-stage pose with too few inliers (20 < 30) goes to the fallback; accepted at 20
     weak = NoisyCoordinateRegressor(good=20)
-    results, _ = run_localization(weak, config, fallback=ExactCoordinateRegressor())
+    results, _ = run_localization(weak, config, fallbacks=[ExactCoordinateRegressor()])
     assert [r.stage for r in results] == ["exact"] * 4
     lenient = PipelineConfig(cascade=CascadeConfig(accept=AcceptConfig(min_inliers=20)))
-    results, _ = run_localization(weak, lenient, fallback=ExactCoordinateRegressor())
+    results, _ = run_localization(weak, lenient, fallbacks=[ExactCoordinateRegressor()])
     assert [r.stage for r in results] == ["exact", "exact", "noisy", "noisy"]
 
     _, errors = build_metrics(results, "noisy -> exact", "toy", 0, 0.0)
@@ -283,4 +283,4 @@ def test_the_cascade_fallback_must_localize_the_same_queries():
             return [frame("elsewhere/0", [1, 1, 1])]
 
     with pytest.raises(ValueError, match="other has no query 'query/0' of noisy's dataset"):
-        run_localization(NoisyCoordinateRegressor(), PipelineConfig(), fallback=OtherDataset())
+        run_localization(NoisyCoordinateRegressor(), PipelineConfig(), fallbacks=[OtherDataset()])

@@ -117,3 +117,9 @@ def test_baseline_plus_render_match_in_the_pipeline(monkeypatch, tmp_path):
     rows = list(csv.DictReader((tmp_path / "per_query.csv").open()))
     assert [r["stage"] for r in rows] == ["classical-sift+render-match"] * 4
     assert all(int(r["render_match_iterations"]) >= 1 and float(r["t_render_match_s"]) > 0 for r in rows)
+    # the report's match figure draws the refiner's matches on its own query keypoints
+    from nerfloc_plugins.localize.report import match_visualisation
+
+    for result in refined:
+        assert result.matches[:, 0].max() < len(result.query.keypoints)
+        assert match_visualisation(result) is not None

@@ -87,6 +87,10 @@ class ClassicalLocalizer(MapViewLocalizer):
     def map_frames(self) -> List[PosedFrame]:
         return self._map_frames
 
+    def views(self) -> List[MapView]:
+        """The map: every mapping image's (and added rendered view's) lifted features."""
+        return list(self._views.values())
+
     def query_frames(self, split: str) -> List[PosedFrame]:
         return self.parser.frames("train" if split == "train" else "test")
 
@@ -99,6 +103,10 @@ class ClassicalLocalizer(MapViewLocalizer):
             (frame.intrinsics.width, frame.intrinsics.height),
         )
         return lifted_view(self.extractor, image, depth, frame, self.device)
+
+    def add_rendered_view(self, frame: PosedFrame, rgb: np.ndarray, depth: np.ndarray) -> None:
+        """A rendered view's features lifted with its rendered depth, matched like a mapping image's."""
+        self._views[frame.name] = lifted_view(self.extractor, rgb, depth, frame, self.device)
 
     def describe_query(self, frame: PosedFrame) -> QueryDescription:
         return describe_image(self.extractor, load_rgb(frame.image_path), frame.intrinsics, self.device)

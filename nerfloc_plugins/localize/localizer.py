@@ -149,6 +149,13 @@ class MapViewLocalizer(Localizer):
         map has no field to render through."""
         return None
 
+    def add_rendered_view(self, frame: PosedFrame, rgb: np.ndarray, depth: np.ndarray) -> None:
+        """Make ``map_view(frame.c2w, frame)`` answer for a view a field rendered (RGB in [0, 1],
+        z-depth in metres) at a pose that is not a mapping frame.  Localizers that render at any
+        pose need nothing; the others build the view's features from the rendering."""
+        if not self.renders_at_any_pose:
+            raise ValueError(f"{self.name} cannot use rendered views (--retrieval.synthesize)")
+
 
 class SceneCoordinateLocalizer(Localizer):
     """Predicts 2D-3D matches from the query alone (:data:`LocalizerKind.REGRESSES_SCENE_COORDINATES`)."""
@@ -158,6 +165,14 @@ class SceneCoordinateLocalizer(Localizer):
     @abstractmethod
     def regress_correspondences(self, query: QueryDescription) -> Tuple[np.ndarray, np.ndarray]:
         """``(K, 2)`` query pixels and their ``(K, 3)`` dataset-frame points."""
+
+    def match_evidence(
+        self, query: QueryDescription, points2d: np.ndarray, points3d: np.ndarray, inliers: np.ndarray
+    ) -> Optional[Tuple[MapView, np.ndarray, np.ndarray]]:
+        """For the report's match figure: a map view and ``(query keypoint, view keypoint)``
+        matches with their inlier flags, from the correspondences PnP used; ``None`` when the
+        localizer has no map image to show (regressors)."""
+        return None
 
 
 class PoseRegressionLocalizer(Localizer):

@@ -18,18 +18,20 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
+import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from nerfloc_plugins.data.frames import PosedFrame
 from nerfloc_plugins.data.hloc_files import read_pairs
-from nerfloc_plugins.features.local_features import SiftExtractor
+from nerfloc_plugins.features.feature_matcher import LocalFeatureMatcher
 from nerfloc_plugins.geometry.pose_errors import pose_error
 from nerfloc_plugins.geometry.poses import invert_rigid
+from nerfloc_plugins.geometry.projection import project
 from nerfloc_plugins.localize.cascade import CascadeConfig, check_same_queries, inlier_ratio, is_accepted
 from nerfloc_plugins.localize.localizer import (
     Localizer,
@@ -45,9 +47,10 @@ from nerfloc_plugins.localize.pnp import PnPConfig, PnPResult, solve_pnp
 from nerfloc_plugins.localize.refine import PhotometricConfig
 from nerfloc_plugins.localize.render_match import RenderMatchConfig, RenderMatchRefiner
 from nerfloc_plugins.localize.retrieval import RetrievalConfig, VladIndex
+from nerfloc_plugins.localize.synthesized_views import SynthesizedView, synthesize_views
 from nerfloc_plugins.nerf.field_renderer import FieldRenderer
 
-STAGES = ("prior", "features", "regress", "render", "match", "pnp", "refine", "render_match")
+STAGES = ("prior", "features", "regress", "render", "match", "verify", "pnp", "refine", "render_match")
 
 
 @dataclass
@@ -83,6 +86,7 @@ class QueryResult:
     frame: PosedFrame
     w2c: Optional[np.ndarray]
     retrieved: List[str]
+    """Names of the priors whose matches went into PnP (best first)."""
     num_matches: int
     num_inliers: int
     iterations: int
@@ -97,6 +101,8 @@ class QueryResult:
     stage: str = ""
     """What produced the final pose: the localizer's name, ``+render-match`` when a
     render-and-match round was accepted; ``""`` when there is no pose."""
+    retrieved_c2w: List[np.ndarray] = field(default_factory=list)
+    """Camera-to-world poses of ``retrieved`` (for retrieval recall)."""
 
     @property
     def inlier_ratio(self) -> float:
@@ -122,7 +128,8 @@ class StageTimer:
 
 
 class PriorSource:
-    """Top-k reference frames per query: from a pairs file, built-in VLAD retrieval, or a
+    """Top-k reference frames per query: from a pairs file, built-in VLAD retrieval (over the
+    mapping frames and, with ``--retrieval.synthesize``, views the map renders), or a
     :class:`PosePrior` (e.g. an absolute pose regressor's pose)."""
 
     def __init__(
@@ -130,8 +137,7 @@ class PriorSource:
     ) -> None:
         self.localizer = localizer
         self.config = config
-        self.frames = localizer.map_frames()
-        self.by_name = {f.name: f for f in self.frames}
+        self.frames = list(localizer.map_frames())
         self.pairs = None
         self.index = None
         self.pose_prior = pose_prior
@@ -143,16 +149,42 @@ class PriorSource:
         elif config.pairs is not None:
             self.pairs = read_pairs(config.pairs)
         else:
-            self.extractor = SiftExtractor()
+            features = config.retrieval.features
+            self.extractor = LocalFeatureMatcher(features, device=localizer.device, with_matcher=False).extract
             self.index = VladIndex(config.retrieval, device=localizer.device)
             source = config.retrieval.source
-            self.index.fit([self.extractor(localizer.retrieval_image(f, source)).descriptors for f in self.frames])
+            images = [localizer.retrieval_image(f, source) for f in self.frames]
+            for view in self.synthesized_views():
+                localizer.add_rendered_view(view.frame, view.rgb, view.depth)
+                self.frames.append(view.frame)
+                images.append(view.rgb)
+            self.index.fit([self.extractor(image).descriptors for image in images])
+        self.by_name = {f.name: f for f in self.frames}
         self.build_seconds = time.perf_counter() - start
 
+    def synthesized_views(self) -> List[SynthesizedView]:
+        """The views of ``--retrieval.synthesize`` around the mapping frames (none when it is off)."""
+        synth = self.config.retrieval.synthesize
+        if synth.headings <= 0:
+            return []
+        renderer = FieldRenderer(synth.map) if synth.map is not None else self.localizer.map_renderer()
+        if renderer is None:
+            raise ValueError(
+                f"--retrieval.synthesize: {self.localizer.name} has no field to render; pass a trained map "
+                "with --retrieval.synthesize.map RUN/config.yml"
+            )
+        return synthesize_views(renderer, self.localizer.map_frames(), synth)
+
+    @property
+    def verifies(self) -> bool:
+        """Whether the pipeline re-ranks a shortlist by geometric verification (retrieval only)."""
+        return self.pose_prior is None and self.config.retrieval.verify > self.config.retrieval.top_k
+
     def __call__(self, query: PosedFrame, image: np.ndarray) -> List[PosedFrame]:
+        """The priors of ``query``: ``top_k`` frames, or the ``verify`` shortlist when :attr:`verifies`."""
         if self.pose_prior is not None:
             return [self.pose_prior.prior_frame(query)]
-        top_k = self.config.retrieval.top_k
+        top_k = self.config.retrieval.verify if self.verifies else self.config.retrieval.top_k
         if self.pairs is not None:
             names = self.pairs.get(query.name, [])[:top_k]
             missing = [n for n in names if n not in self.by_name]
@@ -162,21 +194,6 @@ class PriorSource:
                 )
             return [self.by_name[n] for n in names]
         return [self.frames[i] for i, _ in self.index.search(self.extractor(image).descriptors, top_k)]
-
-
-def match_views(localizer: MapViewLocalizer, query: QueryDescription, views: List[MapView]):
-    """Concatenate the 2D-3D matches of the query against each view."""
-    pts2d, pts3d, per_view = [], [], []
-    for view in views:
-        m, uv = localizer.correspondences(query, view)
-        per_view.append(m)
-        pts2d.append(uv)
-        pts3d.append(view.points3d[m[:, 1]])
-    return (
-        np.concatenate(pts2d) if pts2d else np.zeros((0, 2)),
-        np.concatenate(pts3d) if pts3d else np.zeros((0, 3)),
-        per_view,
-    )
 
 
 def localize_query(
@@ -207,11 +224,14 @@ def refine_by_render_match(result: QueryResult, render_match: Optional[RenderMat
         query = result.query
         timer = StageTimer()
         with timer("render_match"):
-            refined = render_match.refine(result.w2c, query, render_match.describe(query))
+            features = render_match.describe(query)
+            refined = render_match.refine(result.w2c, query, features)
         result.w2c, result.render_match_iterations = refined.w2c, refined.iterations
         if refined.view is not None:
+            # the report draws the refiner's matches: they index its own query keypoints
+            shown = replace(query, keypoints=features.keypoints, descriptors=torch.from_numpy(features.descriptors))
             result.query, result.view, result.matches, result.inliers = (
-                query,
+                shown,
                 refined.view,
                 refined.matches,
                 refined.inliers,
@@ -285,16 +305,26 @@ def match_query(
     config: PipelineConfig,
     timer: StageTimer,
 ) -> QueryResult:
-    """Prior -> map views -> match -> PnP, then refinement when the map renders at any pose."""
+    """Prior (-> geometric verification of a shortlist) -> map views -> match -> PnP, then
+    refinement when the map renders at any pose."""
     with timer("prior"):
         priors = priors_fn(frame, query.image)
     with timer("render"):
         views = [localizer.map_view(p.c2w, p) for p in priors]
     with timer("match"):
-        pts2d, pts3d, per_view = match_views(localizer, query, views)
+        per_view = [localizer.correspondences(query, view) for view in views]
+    if priors_fn.verifies:
+        with timer("verify"):
+            order = verification_order(localizer, query, views, per_view, config)[: config.retrieval.top_k]
+        priors, views, per_view = [priors[i] for i in order], [views[i] for i in order], [per_view[i] for i in order]
+    pts2d = np.concatenate([uv for _, uv in per_view]) if per_view else np.zeros((0, 2))
+    pts3d = (
+        np.concatenate([v.points3d[m[:, 1]] for v, (m, _) in zip(views, per_view)]) if per_view else np.zeros((0, 3))
+    )
     with timer("pnp"):
         result = solve_pnp(pts2d, pts3d, query.intrinsics, config.pnp, localizer.keypoint_precision_px)
-    num_matches, vis_view, vis_matches = len(pts2d), views[0] if views else None, per_view[0] if per_view else None
+    num_matches = len(pts2d)
+    vis_view, vis_matches = (views[0], per_view[0][0]) if views else (None, None)
     vis_inliers = result.inliers[: len(vis_matches)] if vis_matches is not None else None
     iterations = 0
     if result.success and localizer.renders_at_any_pose:
@@ -313,7 +343,43 @@ def match_query(
         view=vis_view,
         matches=vis_matches,
         inliers=vis_inliers,
+        retrieved_c2w=[p.c2w for p in priors],
     )
+
+
+def verification_order(
+    localizer: MapViewLocalizer,
+    query: QueryDescription,
+    views: List[MapView],
+    per_view: List[tuple],
+    config: PipelineConfig,
+) -> List[int]:
+    """Indices of ``views``, best first, by geometric verification with multi-view consensus.
+
+    Each candidate's matches alone give a PnP pose hypothesis; a hypothesis is scored by the
+    matches of *every* candidate that reproject within the PnP threshold under it, and the
+    candidates are ranked by their own matches consistent with the best-supported hypothesis
+    (ties keep the retrieval order).  One candidate alone can be fooled by a repeated texture
+    (a pose one tile period away fits its matches as well); views of the true place agree."""
+    threshold = max(
+        config.pnp.threshold_px * query.intrinsics.width / config.pnp.threshold_reference_width,
+        localizer.keypoint_precision_px,
+    )
+    uv = np.concatenate([u for _, u in per_view]) if per_view else np.zeros((0, 2))
+    xyz = np.concatenate([v.points3d[m[:, 1]] for v, (m, _) in zip(views, per_view)]) if per_view else np.zeros((0, 3))
+    owner = np.concatenate([np.full(len(u), i) for i, (_, u) in enumerate(per_view)]) if per_view else np.zeros(0)
+    K = query.intrinsics.matrix()
+    best_support, best_fit = -1, np.zeros(len(uv), dtype=bool)
+    for view, (m, u) in zip(views, per_view):
+        res = solve_pnp(u, view.points3d[m[:, 1]], query.intrinsics, config.pnp, localizer.keypoint_precision_px)
+        if not res.success:
+            continue
+        projected, depth = project(xyz, K, res.w2c)
+        fit = (depth > 0) & (np.linalg.norm(projected - uv, axis=1) < threshold)
+        if fit.sum() > best_support:
+            best_support, best_fit = int(fit.sum()), fit
+    score = [int(best_fit[owner == i].sum()) for i in range(len(views))]
+    return sorted(range(len(views)), key=lambda i: -score[i])
 
 
 def regress_query(
@@ -328,6 +394,7 @@ def regress_query(
         pts2d, pts3d = localizer.regress_correspondences(query)
     with timer("pnp"):
         result = solve_pnp(pts2d, pts3d, query.intrinsics, config.pnp, localizer.keypoint_precision_px)
+    view, matches, inliers = localizer.match_evidence(query, pts2d, pts3d, result.inliers) or (None, None, None)
     return QueryResult(
         frame=frame,
         w2c=result.w2c,
@@ -337,6 +404,9 @@ def regress_query(
         iterations=0,
         timings=timer.per_stage(),
         query=query,
+        view=view,
+        matches=matches,
+        inliers=inliers,
     )
 
 
@@ -374,12 +444,12 @@ def run_localization(
     split: str = "test",
     max_queries: Optional[int] = None,
     pose_prior: Optional[PosePrior] = None,
-    fallback: Optional[Localizer] = None,
+    fallbacks: Sequence[Localizer] = (),
 ) -> tuple[List[QueryResult], float]:
     """Localize every query of ``split``; returns the results and the prior-index build time.
 
     ``pose_prior`` replaces retrieval as the prior of a map-view localizer that renders;
-    ``fallback`` localizes the queries whose result fails ``config.cascade.accept``."""
+    ``fallbacks`` (in order) localize the queries whose result so far fails ``config.cascade.accept``."""
     queries = localizer.query_frames(split)
     if max_queries is not None:
         queries = queries[:max_queries]
@@ -389,7 +459,7 @@ def run_localization(
     elif pose_prior is not None:
         raise ValueError(f"--pose-prior: {localizer.name} does not match map views ({localizer.kind.value})")
     stages = [(localizer, priors)]
-    if fallback is not None:
+    for fallback in fallbacks:
         check_same_queries(localizer, fallback, queries, split)
         fallback_priors = PriorSource(fallback, config) if fallback.kind is LocalizerKind.MATCHES_MAP_VIEWS else None
         stages.append((fallback, fallback_priors))

