@@ -113,7 +113,7 @@ def test_baseline_with_aliked_lightglue(tmp_path):
     out = tmp_path / "aliked"
     result = run_cli(
         "nerfloc_plugins.scripts.localize_baseline", "--data", str(EXAMPLE), "--output-dir", str(out),
-        "--features", "aliked",
+        "--features", "aliked", "--map-matching", "views", "--retrieval.top-k", "1", "--retrieval.verify", "0",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((out / "metrics.json").read_text())
