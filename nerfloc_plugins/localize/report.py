@@ -280,7 +280,8 @@ def render_markdown(metrics: dict, match_files: Sequence[str], baseline_metrics:
         results_table(rows),
         "",
         f"Map size: {metrics['map_size_mb']:.2f} MB. Prior index built in {metrics['prior_index_build_s']:.1f} s. "
-        "Retrieval recall: first prior within 0.5 m / 30 deg of the query.",
+        "Retrieval recall: first prior within 0.5 m / 30 deg of the query, over the queries that used retrieval "
+        "(in a cascade: those that reached a retrieval stage).",
         "",
     ]
     subsets = subset_table(rows)
