@@ -16,7 +16,8 @@ EXAMPLE = ROOT / "examples" / "demo_room"
 
 def test_blockwise_search_equals_one_block():
     gen = torch.Generator().manual_seed(0)
-    query, database = torch.randn(50, 16, generator=gen), torch.randn(1000, 16, generator=gen)
+    query = torch.randn(50, 16, generator=gen)
+    database = torch.nn.functional.normalize(torch.randn(1000, 16, generator=gen), dim=1)
     values, indices = nearest_map_points(query, database, k=7, chunk=1 << 20)
     values_b, indices_b = nearest_map_points(query, database, k=7, chunk=64)
     assert torch.allclose(values, values_b) and torch.equal(indices, indices_b)

@@ -50,15 +50,14 @@ class DirectMatchingConfig:
     """Nearest centres whose points each query descriptor is compared with."""
 
 
-def nearest_map_points(query: Tensor, database: Tensor, k: int, chunk: int) -> Tuple[Tensor, Tensor]:
-    """Top-``k`` cosine similarities ``(N, k)`` and database indices ``(N, k)``, best first,
-    computed block by block over the database."""
+def nearest_map_points(query: Tensor, unit_database: Tensor, k: int, chunk: int) -> Tuple[Tensor, Tensor]:
+    """Top-``k`` cosine similarities ``(N, k)`` and ``unit_database`` indices ``(N, k)``, best
+    first, computed block by block over the database (rows already L2-normalised, once)."""
     query = torch.nn.functional.normalize(query.float(), dim=-1)
     best_values = torch.full((len(query), 0), float("-inf"), device=query.device)
     best_indices = torch.zeros((len(query), 0), dtype=torch.long, device=query.device)
-    for start in range(0, len(database), chunk):
-        block = torch.nn.functional.normalize(database[start : start + chunk].float(), dim=-1)
-        scores = query @ block.T
+    for start in range(0, len(unit_database), chunk):
+        scores = query @ unit_database[start : start + chunk].T
         top = scores.topk(min(k, scores.shape[1]), dim=1)
         values = torch.cat([best_values, top.values], dim=1)
         indices = torch.cat([best_indices, top.indices + start], dim=1)
@@ -133,7 +132,9 @@ class DirectMatchingLocalizer(SceneCoordinateLocalizer):
         if not views:
             raise ValueError(f"{classical.parser.config.data}: the map has no mapping images to match against")
         self.views = views
-        self.descriptors = torch.cat([v.descriptors for v in views]).to(self.device)
+        self.descriptors = torch.nn.functional.normalize(
+            torch.cat([v.descriptors for v in views]).to(self.device).float(), dim=-1
+        )  # unit rows, normalised once for every query
         self.points = np.concatenate([v.points3d for v in views])
         self._points = torch.from_numpy(self.points).float().to(self.device)
         # which view and keypoint each map point comes from (the report's match figure)
