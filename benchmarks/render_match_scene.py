@@ -16,16 +16,13 @@ Writes ``OUT/render_match.json`` and ``OUT/render_match.md``.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-import numpy as np
 import tyro
+from render_speed import parse_sampling, speed_table, time_rendering  # noqa: E402  (benchmarks/)
 
-from nerfloc_plugins.data.frames import load_depth_meters
-from nerfloc_plugins.data.images import load_rgb
 from nerfloc_plugins.localize.pipeline import PipelineConfig
 from nerfloc_plugins.localize.render_match import RenderMatchConfig
 from nerfloc_plugins.localize.report import results_table, stage_lines
@@ -33,11 +30,6 @@ from nerfloc_plugins.nerf.field_renderer import FieldRenderer
 from nerfloc_plugins.scripts.localize import Localize
 from nerfloc_plugins.scripts.localize_baseline import LocalizeBaseline
 from nerfloc_plugins.utils.atomic import write_json_atomically, write_text_atomically
-
-
-def parse_samples(text: str) -> Optional[Tuple[int, ...]]:
-    """``"run"`` -> None (the run's schedule), ``"16,8,8"`` -> (16, 8, 8)."""
-    return None if text == "run" else tuple(int(v) for v in text.split(","))
 
 
 @dataclass
@@ -49,8 +41,9 @@ class RenderMatchBenchmark:
     """Method runs to localize with and without render-and-match on their own field."""
     output_dir: Path = Path("benchmarks/results/render_match")
     features: Tuple[str, ...] = ("aliked", "sift")
-    samples: Tuple[str, ...] = ("run", "32,16,16", "16,8,8")
-    """Sample settings (proposal levels, NeRF) to time; ``run`` = the run's own schedule."""
+    samples: Tuple[str, ...] = ("run", "band:8,8,8", "32,16,16")
+    """Ray-sampling settings to time and localize with (``run``, ``P,..,N``, ``band:P,..,N``; see
+    benchmarks/render_speed.py)."""
     iterations: int = 3
     max_queries: Optional[int] = None
     render_match: RenderMatchConfig = field(default_factory=RenderMatchConfig)
@@ -58,40 +51,11 @@ class RenderMatchBenchmark:
 
     def rendering(self) -> List[dict]:
         renderer = FieldRenderer(self.map)
-        parser = renderer.parser
-        frames = renderer.frames("test")[: self.max_queries]
-        rows = []
-        for setting in self.samples:
-            seconds, psnr, depth_err, rays = [], [], [], 0
-            for frame in frames:
-                start = time.perf_counter()
-                out = renderer.render(frame.c2w, frame.intrinsics, samples=parse_samples(setting))
-                seconds.append(time.perf_counter() - start)
-                rays += frame.intrinsics.width * frame.intrinsics.height
-                mse = float(np.mean((out["rgb"] - load_rgb(frame.image_path)) ** 2))
-                psnr.append(-10 * np.log10(max(mse, 1e-10)))
-                if frame.depth_path is not None:
-                    size = (frame.intrinsics.width, frame.intrinsics.height)
-                    gt = load_depth_meters(
-                        frame.depth_path, parser.depth_unit_scale_factor, parser.depth_invalid_values, size
-                    )
-                    ok = np.isfinite(gt) & (gt > 0)
-                    depth_err.append(float(np.median(np.abs(out["depth"][ok] - gt[ok]))))
-            rows.append(
-                {
-                    "samples": setting,
-                    "s_per_view": float(np.mean(seconds)),
-                    "rays_per_s": rays / max(sum(seconds), 1e-9),
-                    "psnr_db": float(np.mean(psnr)),
-                    "median_depth_error_m": float(np.median(depth_err)) if depth_err else None,
-                }
-            )
-            print(rows[-1])
-        return rows
+        return time_rendering(renderer, renderer.frames("test")[: self.max_queries], self.samples)
 
     def pipeline(self, iterations: int, features: str = "aliked", samples: str = "run", map_: Optional[Path] = None):
         rm = replace(
-            self.render_match, iterations=iterations, features=features, samples=parse_samples(samples), map=map_
+            self.render_match, iterations=iterations, features=features, sampling=parse_sampling(samples), map=map_
         )
         return PipelineConfig(render_match=rm)
 
@@ -132,16 +96,9 @@ class RenderMatchBenchmark:
                 rows.append(metrics)
         result = {"map": str(self.map), "rendering": rendering, "localization": rows}
         write_json_atomically(result, out / "render_match.json")
-        speed = "\n".join(
-            f"| {r['samples']} | {r['s_per_view']:.2f} | {r['rays_per_s']:.0f} | {r['psnr_db']:.2f} | "
-            f"{100 * (r['median_depth_error_m'] or float('nan')):.1f} |"
-            for r in rendering
-        )
         text = (
             f"# Render-and-match refinement on {self.data.name}\n\nMap: `{self.map}`\n\n"
-            "| samples per ray | s / view | rays / s | PSNR dB | median depth error cm |\n"
-            "| --- | --- | --- | --- | --- |\n"
-            f"{speed}\n\n{results_table(rows)}\n\nPer stage (mean):\n{stage_lines(rows)}\n"
+            f"{speed_table(rendering)}\n\n{results_table(rows)}\n\nPer stage (mean):\n{stage_lines(rows)}\n"
         )
         write_text_atomically(text, out / "render_match.md")
         print(text)

@@ -31,7 +31,7 @@ class ExactRoomRenderer:
         self.boxes = demo_room()
         self.calls = 0
 
-    def render(self, c2w, intrinsics, outputs=(), samples=None):
+    def render(self, c2w, intrinsics, outputs=(), sampling=None):
         self.calls += 1
         rgb, depth = render_view(self.boxes, c2w, intrinsics, supersample=2)
         return {"rgb": rgb.astype(np.float32), "depth": depth}
@@ -75,7 +75,7 @@ def test_render_and_match_recovers_perturbed_example_poses(features):
 
 def test_render_and_match_keeps_the_estimate_when_nothing_matches():
     class BlankRenderer(ExactRoomRenderer):
-        def render(self, c2w, intrinsics, outputs=(), samples=None):
+        def render(self, c2w, intrinsics, outputs=(), sampling=None):
             h, w = intrinsics.height, intrinsics.width
             return {"rgb": np.zeros((h, w, 3), np.float32), "depth": np.full((h, w), 2.0)}
 

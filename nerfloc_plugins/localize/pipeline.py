@@ -49,6 +49,7 @@ from nerfloc_plugins.localize.render_match import RenderMatchConfig, RenderMatch
 from nerfloc_plugins.localize.retrieval import RetrievalConfig, VladIndex
 from nerfloc_plugins.localize.synthesized_views import SynthesizedView, synthesize_views
 from nerfloc_plugins.nerf.field_renderer import FieldRenderer
+from nerfloc_plugins.nerf.render_sampling import RenderSampling
 
 STAGES = ("prior", "features", "regress", "render", "match", "verify", "pnp", "refine", "render_match")
 
@@ -75,6 +76,10 @@ class PipelineConfig:
     pnp: PnPConfig = field(default_factory=PnPConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
     """Iterative (re-render + match) and photometric refinement."""
+    render: RenderSampling = field(default_factory=RenderSampling)
+    """Samples per ray when a field localizer renders its map (views at priors, iterative
+    refinement, retrieval images): ``--render.band-samples 8 8 8`` renders depth-guided,
+    ``--render.samples 32 16 16`` with fewer samples in one pass (default: the run's schedule)."""
     render_match: RenderMatchConfig = field(default_factory=RenderMatchConfig)
     """Render-and-match refinement of any estimate against a field's renderings (off by default)."""
     cascade: CascadeConfig = field(default_factory=CascadeConfig)
@@ -450,6 +455,15 @@ def run_localization(
 
     ``pose_prior`` replaces retrieval as the prior of a map-view localizer that renders;
     ``fallbacks`` (in order) localize the queries whose result so far fails ``config.cascade.accept``."""
+    config.render.validate()
+    config.render_match.sampling.validate()
+    for loc in (localizer, *fallbacks):
+        renderer = loc.map_renderer()
+        if renderer is not None:
+            for samples in (config.render.samples, config.render.band_samples):
+                if samples is not None:
+                    renderer.check_samples(samples)
+            renderer.sampling = config.render
     queries = localizer.query_frames(split)
     if max_queries is not None:
         queries = queries[:max_queries]

@@ -16,15 +16,16 @@ down, z forward); "up" is the mean of the mapping cameras' -y axes.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import numpy as np
 from rich.progress import Progress
 
 from nerfloc_plugins.data.frames import PosedFrame
 from nerfloc_plugins.nerf.field_renderer import FieldRenderer
+from nerfloc_plugins.nerf.render_sampling import RenderSampling
 from nerfloc_plugins.utils.atomic import atomic_path
 
 SYNTHESIZED_PREFIX = "synthesized/"
@@ -41,8 +42,8 @@ class SynthesizedViewsConfig:
     by multiples of 360/(headings+1) deg (0: off)."""
     stride: int = 5
     """Synthesise around every ``stride``-th mapping frame."""
-    samples: Optional[Tuple[int, ...]] = None
-    """Samples per ray of the renderings (proposal levels then NeRF; None: the run's schedule)."""
+    sampling: RenderSampling = field(default_factory=RenderSampling)
+    """Samples per ray of the renderings (``.samples``, ``.band-samples``: see render_sampling)."""
 
 
 @dataclass
@@ -88,11 +89,11 @@ def synthesized_poses(map_frames: Sequence[PosedFrame], headings: int, stride: i
     return poses
 
 
-def cache_key(poses: Sequence[np.ndarray], frame: PosedFrame, samples, checkpoint: str) -> str:
+def cache_key(poses: Sequence[np.ndarray], frame: PosedFrame, sampling: RenderSampling, checkpoint: str) -> str:
     digest = hashlib.sha1()
     digest.update(np.ascontiguousarray(np.array(poses), dtype=np.float64).tobytes())
     intr = frame.intrinsics
-    digest.update(repr((intr.fx, intr.fy, intr.cx, intr.cy, intr.width, intr.height, samples, checkpoint)).encode())
+    digest.update(repr((intr.fx, intr.fy, intr.cx, intr.cy, intr.width, intr.height, sampling, checkpoint)).encode())
     return digest.hexdigest()[:16]
 
 
@@ -105,7 +106,7 @@ def synthesize_views(
         return []
     camera = map_frames[0]
     cache_dir = Path(renderer.config.get_base_dir()) / "synthesized_views"
-    cache = cache_dir / f"{cache_key(poses, camera, config.samples, str(renderer.checkpoint))}.npz"
+    cache = cache_dir / f"{cache_key(poses, camera, config.sampling, str(renderer.checkpoint))}.npz"
     frames = [
         replace(camera, name=f"{SYNTHESIZED_PREFIX}{i:06d}", image_path=Path(), depth_path=None, c2w=c2w)
         for i, c2w in enumerate(poses)
@@ -117,7 +118,7 @@ def synthesize_views(
     with Progress() as progress:
         task = progress.add_task("synthesizing views", total=len(poses))
         for frame in frames:
-            out = renderer.render(frame.c2w, frame.intrinsics, samples=config.samples)
+            out = renderer.render(frame.c2w, frame.intrinsics, sampling=config.sampling)
             rgbs.append(np.clip(out["rgb"], 0, 1).astype(np.float32))
             depths.append(out["depth"].astype(np.float32))
             progress.advance(task)

@@ -20,6 +20,7 @@ from nerfloc_plugins.data.frames import Intrinsics, PosedFrame
 from nerfloc_plugins.geometry.poses import DataparserTransform, flip_opencv_opengl
 from nerfloc_plugins.geometry.projection import ray_length_per_unit_z
 from nerfloc_plugins.geometry.rays import ray_bundle
+from nerfloc_plugins.nerf.render_sampling import RenderSampling, coarse_intrinsics, depth_bands
 from nerfloc_plugins.utils.parameters import parameter_bytes
 
 
@@ -43,6 +44,8 @@ class FieldRenderer:
         transforms = self.config.get_base_dir() / "dataparser_transforms.json"
         self.transform = DataparserTransform.from_json(transforms)
         self.parser = self.config.pipeline.datamanager.dataparser.setup()
+        self.sampling = RenderSampling()
+        """How :meth:`render` samples rays when a call gives no ``sampling`` (the run's schedule)."""
 
     def frames(self, split: str) -> List[PosedFrame]:
         """Dataset-frame frames of the run's dataset (``train`` = the map's frames)."""
@@ -65,15 +68,12 @@ class FieldRenderer:
     def samples_per_ray(self, samples: Optional[Sequence[int]]) -> Iterator[None]:
         """Render with ``samples`` = (proposal samples per proposal level ..., NeRF samples) per ray
         instead of the run's schedule (Nerfacto-based maps: fewer samples render faster once the
-        proposal networks have converged); ``None`` keeps the run's."""
+        proposal networks have converged); ``None`` keeps the run's.  Models without a proposal
+        sampler (NeuraLoc's SDF) refuse a schedule in one line."""
         if samples is None:
             yield
             return
-        sampler = getattr(self.model, "proposal_sampler", None)
-        levels = getattr(sampler, "num_proposal_network_iterations", None)
-        if sampler is None or len(samples) != levels + 1:
-            expected = "no proposal sampler" if sampler is None else f"{levels + 1} numbers (proposal levels, NeRF)"
-            raise ValueError(f"samples per ray {tuple(samples)}: {type(self.model).__name__} has {expected}")
+        sampler = self.check_samples(samples)
         saved = sampler.num_proposal_samples_per_ray, sampler.num_nerf_samples_per_ray
         sampler.num_proposal_samples_per_ray, sampler.num_nerf_samples_per_ray = tuple(samples[:-1]), samples[-1]
         try:
@@ -81,24 +81,62 @@ class FieldRenderer:
         finally:
             sampler.num_proposal_samples_per_ray, sampler.num_nerf_samples_per_ray = saved
 
+    def check_samples(self, samples: Sequence[int]):
+        """The model's proposal sampler, once ``samples`` fits it (else one-line ValueError)."""
+        sampler = getattr(self.model, "proposal_sampler", None)
+        levels = getattr(sampler, "num_proposal_network_iterations", None)
+        if sampler is None or len(samples) != levels + 1:
+            expected = "no proposal sampler" if sampler is None else f"{levels + 1} numbers (proposal levels, NeRF)"
+            raise ValueError(f"samples per ray {tuple(samples)}: {type(self.model).__name__} has {expected}")
+        return sampler
+
     @torch.no_grad()
     def render(
         self,
         c2w: np.ndarray,
         intrinsics: Intrinsics,
         outputs: Sequence[str] = (),
-        samples: Optional[Sequence[int]] = None,
+        sampling: Optional[RenderSampling] = None,
     ) -> Dict[str, np.ndarray]:
         """``rgb`` (H, W, 3), ``depth`` (H, W) z-depth in metres, and any extra ``outputs``;
-        ``samples``: see :meth:`samples_per_ray`."""
-        with self.samples_per_ray(samples):
-            out = self.model.get_outputs_for_camera(self.camera(c2w, intrinsics))
+        ``sampling``: samples per ray, one pass or depth-guided
+        (:mod:`nerfloc_plugins.nerf.render_sampling`; default :attr:`sampling`)."""
+        sampling = sampling or self.sampling
         ray_scale = ray_length_per_unit_z(intrinsics.width, intrinsics.height, intrinsics.matrix())
+        camera = self.camera(c2w, intrinsics)
+        if sampling.depth_guided:
+            self.check_samples(sampling.band_samples)
+            coarse = self.render(
+                c2w, coarse_intrinsics(intrinsics, sampling.coarse_factor), sampling=RenderSampling(sampling.samples)
+            )
+            with self.samples_per_ray(sampling.band_samples):
+                out = self.model.get_outputs_for_camera_ray_bundle(
+                    self._rays_in_bands(camera, coarse["depth"], ray_scale, sampling)
+                )
+        else:
+            with self.samples_per_ray(sampling.samples):
+                out = self.model.get_outputs_for_camera(camera)
         depth = out["depth"][..., 0].double().cpu().numpy() / ray_scale / self.transform.scale
         result = {"rgb": out["rgb"].float().cpu().numpy(), "depth": depth}
         for name in outputs:
             result[name] = out[name].float().cpu().numpy()
         return result
+
+    def _rays_in_bands(
+        self, camera: Cameras, coarse_depth: np.ndarray, ray_scale: np.ndarray, sampling: RenderSampling
+    ):
+        """The camera's rays with ``nears`` / ``fars`` set to each pixel's depth band."""
+        width, height = int(camera.width[0, 0]), int(camera.height[0, 0])
+        near_z, far_z = depth_bands(coarse_depth, (width, height), sampling)
+        to_ray = ray_scale * self.transform.scale  # z metres -> Nerfstudio ray distance
+        near_plane = float(getattr(self.model.config, "near_plane", 0.0))
+        nears = np.maximum(near_z * to_ray, near_plane)
+        fars = np.maximum(far_z * to_ray, nears + 1e-4)
+        bundle = camera.generate_rays(camera_indices=0, keep_shape=True)
+        device = bundle.origins.device
+        bundle.nears = torch.from_numpy(nears[..., None]).float().to(device)
+        bundle.fars = torch.from_numpy(fars[..., None]).float().to(device)
+        return bundle
 
     def c2w_ns_opencv(self, c2w: np.ndarray) -> np.ndarray:
         """Dataset OpenCV c2w -> Nerfstudio-frame OpenCV c2w (the frame rays are cast in)."""
