@@ -5,7 +5,8 @@ shortlist verified by PnP inliers, direct 2D-3D matching against the whole map, 
 verified views (the default).  Scenes: ``examples/demo_room`` and rooms ``nerfloc-make-scene``
 renders into ``--scenes-dir`` when missing (``demo-hard``: the example room with 16 hard queries;
 ``office``: another room with 16 hard queries; ``office-320``: the office at 320x240 with 180
-mapping frames, kept for judging).  Reports median errors, recall, the hard-query subset,
+mapping frames, kept for judging; ``office-lit``, ``office-lit-320``: the office under a lamp with
+shadows and view-dependent highlights, the latter with 50 queries of which 33 hard).  Reports median errors, recall, the hard-query subset,
 retrieval recall (first prior within 0.5 m / 30 deg) and time per query.
 
 Writes ``OUT/classical_pipelines.json`` and ``OUT/classical_pipelines.md``.
@@ -32,6 +33,10 @@ GENERATED = {
     "demo-hard": dict(room="demo", hard_queries=16),
     "office": dict(room="office", hard_queries=16),
     "office-320": dict(room="office", hard_queries=16, width=320, height=240, frames_per_train_seq=90),
+    "office-lit": dict(room="office", hard_queries=16, lighting="lit"),
+    "office-lit-320": dict(
+        room="office", lighting="lit", width=320, height=240, frames_per_train_seq=90, frames_test=17, hard_queries=33
+    ),
 }
 VARIANTS: Dict[str, Tuple[str, RetrievalConfig]] = {
     "plain top-1": ("views", RetrievalConfig(top_k=1)),

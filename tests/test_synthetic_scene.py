@@ -77,3 +77,34 @@ def test_office_room_with_hard_queries(tmp_path):
     assert room.hi != demo_room()[0].hi and room.textures != demo_room()[0].textures
     with pytest.raises(ValueError, match="room 'attic'"):
         write_sevenscenes_scene(tmp_path / "x", 32, 24, 2, 1, room="attic")
+
+
+def test_lit_room_casts_shadows_and_has_view_dependent_highlights():
+    """``--lighting lit``: a floor point whose path to the lamp the desk blocks is darker with
+    shadows than without (an unblocked one is not), and a glossy floor point changes colour with
+    the viewpoint (the lamp's highlight), which the flat lighting never does."""
+    from nerfloc_plugins.data.synthetic_scene import LIGHTINGS, Lighting, ray_cast
+
+    boxes = demo_room()
+    lit, no_shadows = LIGHTINGS["lit"], Lighting(shadows=False, gloss=LIGHTINGS["lit"].gloss)
+
+    def floor_colour(point, eye, lighting):
+        eye = np.asarray(eye, dtype=float)[None]
+        colour, t = ray_cast(boxes, eye, np.asarray(point)[None] - eye, lighting)
+        assert t[0] == pytest.approx(1.0)  # the ray reaches the floor point itself
+        return colour[0]
+
+    # the desk (0.6..1.4, 0.4..1.1, top 0.75 m) stands between the lamp (0.3, -0.2, 2.3) and this point
+    shadowed = (1.79, 1.56, 0.0)
+    assert np.mean(floor_colour(shadowed, (1.79, 1.56, 1.0), lit)) < 0.6 * np.mean(
+        floor_colour(shadowed, (1.79, 1.56, 1.0), no_shadows)
+    )
+    free = (-0.6, -0.6, 0.0)
+    np.testing.assert_allclose(
+        floor_colour(free, (-0.6, -0.6, 1.0), lit), floor_colour(free, (-0.6, -0.6, 1.0), no_shadows)
+    )
+    # under the lamp: seen from straight above (mirror direction) vs from the side
+    spot, above, side = (0.3, -0.2, 0.0), (0.3, -0.2, 1.5), (1.8, -0.2, 0.6)
+    assert np.mean(floor_colour(spot, above, lit) - floor_colour(spot, side, lit)) > 0.1
+    flat = LIGHTINGS["flat"]
+    np.testing.assert_allclose(floor_colour(spot, above, flat), floor_colour(spot, side, flat))

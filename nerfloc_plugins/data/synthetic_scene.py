@@ -2,8 +2,10 @@
 
 The scene is a closed room (z up, metres) with textured walls, floor and ceiling, wall
 posters and a few textured boxes.  Textures are real photographs and scans shipped with
-scikit-image.  Shading is Lambertian under a fixed light and a soft ceiling-lamp falloff,
-so appearance is view-independent; depth is exact (z-depth, as 7-Scenes stores it).
+scikit-image.  Shading (:class:`Lighting`) is by default Lambertian under a fixed light and a
+soft ceiling-lamp falloff, so appearance is view-independent; ``lighting="lit"`` adds a point
+lamp with hard shadows and view-dependent highlights on glossy surfaces.  Depth is exact
+(z-depth, as 7-Scenes stores it).
 
 Cameras follow hand-held-like loops: two training sequences and one query sequence whose
 viewpoints sit between and beside the training loops (different height, radius and
@@ -173,8 +175,35 @@ def _sample(tex: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return top * (1 - fy) + bottom * fy
 
 
-def ray_cast(boxes: Sequence[Box], origins: np.ndarray, dirs: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Colour ``(N, 3)`` and hit distance along ``dirs`` ``(N,)`` of the nearest surface."""
+@dataclass(frozen=True)
+class Lighting:
+    """How surfaces are shaded.
+
+    ``flat`` (the example room): Lambertian under a fixed direction plus a soft ceiling-lamp
+    falloff, no shadows, view-independent.  ``lit``: a point lamp under the ceiling lights the
+    room with the inverse-square-like falloff and **casts hard shadows** (a shadow ray per hit),
+    and **glossy** surfaces (every upward face: the floor and the furniture tops, and the posters'
+    pictures, as if behind glass) add a Blinn-Phong highlight that moves with the viewpoint, so
+    appearance is view-dependent as in real rooms.
+    """
+
+    shadows: bool = False
+    gloss: float = 0.0
+    """Strength of the specular highlight on glossy faces (0: none)."""
+    shininess: float = 60.0
+    lamp: Tuple[float, float, float] = (0.3, -0.2, 2.3)
+    """Position of the point lamp (metres; below both rooms' ceilings)."""
+
+
+LIGHTINGS: Dict[str, Lighting] = {"flat": Lighting(), "lit": Lighting(shadows=True, gloss=0.45)}
+"""Lightings the generator can render (``nerfloc-make-scene --lighting``)."""
+
+
+def nearest_hits(
+    boxes: Sequence[Box], origins: np.ndarray, dirs: np.ndarray
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hit parameter ``t`` along ``dirs`` (``inf`` = none), box index and face index of the nearest
+    surface of each ray ``(N,)``."""
     n = origins.shape[0]
     best_t = np.full(n, np.inf)
     best_box = np.full(n, -1)
@@ -200,8 +229,18 @@ def ray_cast(boxes: Sequence[Box], origins: np.ndarray, dirs: np.ndarray) -> Tup
         best_t[closer] = t_hit[closer]
         best_box[closer] = b_idx
         best_face[closer] = face[closer]
+    return best_t, best_box, best_face
+
+
+def ray_cast(
+    boxes: Sequence[Box], origins: np.ndarray, dirs: np.ndarray, lighting: Lighting = LIGHTINGS["flat"]
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Colour ``(N, 3)`` and hit distance along ``dirs`` ``(N,)`` of the nearest surface."""
+    best_t, best_box, best_face = nearest_hits(boxes, origins, dirs)
+    n = origins.shape[0]
     points = origins + dirs * best_t[:, None]
     colour = np.zeros((n, 3))
+    lamp_pos = np.asarray(lighting.lamp)
     for b_idx, box in enumerate(boxes):
         for f_idx, (axis, sgn) in enumerate(_FACES):
             mask = (best_box == b_idx) & (best_face == f_idx)
@@ -226,9 +265,28 @@ def ray_cast(boxes: Sequence[Box], origins: np.ndarray, dirs: np.ndarray) -> Tup
                 rgb = _sample(tex, u, v)
             normal = np.zeros(3)
             normal[axis] = sgn * (-1 if box.inside else 1)
-            lambert = 0.55 + 0.45 * max(float(normal @ _LIGHT_DIR), 0.0)
-            lamp = 1.0 / (1.0 + 0.08 * np.sum((p - _LAMP) ** 2, axis=1))
-            colour[mask] = rgb * box.albedo * (lambert * (0.75 + 0.75 * lamp))[:, None]
+            if lighting == LIGHTINGS["flat"]:
+                lambert = 0.55 + 0.45 * max(float(normal @ _LIGHT_DIR), 0.0)
+                lamp = 1.0 / (1.0 + 0.08 * np.sum((p - _LAMP) ** 2, axis=1))
+                colour[mask] = rgb * box.albedo * (lambert * (0.75 + 0.75 * lamp))[:, None]
+                continue
+            to_lamp = lamp_pos - p
+            dist2 = np.sum(to_lamp**2, axis=1)
+            light = to_lamp / np.sqrt(dist2)[:, None]
+            visible = np.ones(p.shape[0])
+            if lighting.shadows:  # shadow rays: anything between the point and the lamp
+                t_block, _, _ = nearest_hits(boxes, p + 1e-4 * normal, to_lamp)
+                visible = (t_block >= 1.0 - 1e-4).astype(float)
+            falloff = 1.0 / (1.0 + 0.15 * dist2)
+            diffuse = np.clip(light @ normal, 0.0, None) * falloff * visible
+            colour[mask] = rgb * box.albedo * (0.3 + 1.6 * diffuse)[:, None]
+            glossy = (axis == 2 and normal[2] > 0) or box.decal[f_idx] and name is not None
+            if lighting.gloss > 0 and glossy:
+                view = -dirs[mask] / np.linalg.norm(dirs[mask], axis=1, keepdims=True)
+                half = light + view
+                half /= np.linalg.norm(half, axis=1, keepdims=True)
+                highlight = np.clip(half @ normal, 0.0, None) ** lighting.shininess
+                colour[mask] += (lighting.gloss * highlight * visible * (0.4 + 2.0 * falloff))[:, None]
     return np.clip(colour, 0.0, 1.0), best_t
 
 
@@ -247,7 +305,11 @@ def look_at_c2w(eye: np.ndarray, target: np.ndarray, roll: float = 0.0) -> np.nd
 
 
 def render_view(
-    boxes: Sequence[Box], c2w: np.ndarray, intrinsics: Intrinsics, supersample: int = 2
+    boxes: Sequence[Box],
+    c2w: np.ndarray,
+    intrinsics: Intrinsics,
+    supersample: int = 2,
+    lighting: Lighting = LIGHTINGS["flat"],
 ) -> Tuple[np.ndarray, np.ndarray]:
     """RGB ``(H, W, 3)`` in [0, 1] and z-depth ``(H, W)`` in metres for an OpenCV c2w pose."""
     w, h, s = intrinsics.width, intrinsics.height, supersample
@@ -264,10 +326,10 @@ def render_view(
         dirs = cam.reshape(-1, 3) @ c2w[:3, :3].T
         return np.broadcast_to(c2w[:3, 3], dirs.shape), dirs
 
-    colour, _ = ray_cast(boxes, *rays(px, py))
+    colour, _ = ray_cast(boxes, *rays(px, py), lighting)
     rgb = colour.reshape(h, s, w, s, 3).mean(axis=(1, 3))
     cx, cy = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
-    _, depth = ray_cast(boxes, *rays(cx, cy))
+    depth, _, _ = nearest_hits(boxes, *rays(cx, cy))
     return rgb, depth.reshape(h, w)
 
 
@@ -332,7 +394,7 @@ def hard_query_poses(
             continue
         cam = np.stack([(grid_x - intr.cx) / intr.fx, (grid_y - intr.cy) / intr.fy, np.ones_like(grid_x)], -1)
         dirs = cam.reshape(-1, 3) @ c2w[:3, :3].T
-        _, depth = ray_cast(boxes, np.broadcast_to(eye, dirs.shape), dirs)
+        depth, _, _ = nearest_hits(boxes, np.broadcast_to(eye, dirs.shape), dirs)
         if depth[12] < 0.8 or np.mean(depth > 0.5) < 0.8:
             continue
         poses.append(c2w)
@@ -360,6 +422,7 @@ def write_sevenscenes_scene(
     progress: Optional[Callable[[int, int], None]] = None,
     room: str = "demo",
     hard_queries: int = 0,
+    lighting: str = "flat",
 ) -> Dict[str, int]:
     """Render ``room`` (:data:`ROOMS`) into ``output_dir`` (7-Scenes layout); returns frame counts.
 
@@ -368,9 +431,12 @@ def write_sevenscenes_scene(
     ``seq-03`` (between and beside the mapping loops) and, with ``hard_queries``, ``seq-04``:
     views with no mapping view near them looking their way (:func:`hard_query_poses`), listed
     in ``hard_queries.txt`` (one image name per line) so reports can show them apart.
+    ``lighting``: :data:`LIGHTINGS` (``lit``: shadows and view-dependent highlights).
     """
     if room not in ROOMS:
         raise ValueError(f"room {room!r}: expected one of {sorted(ROOMS)}")
+    if lighting not in LIGHTINGS:
+        raise ValueError(f"lighting {lighting!r}: expected one of {sorted(LIGHTINGS)}")
     intrinsics = Intrinsics(525.0, 525.0, 320.0, 240.0, 640, 480).scaled_to(width, height)
     boxes = ROOMS[room]()
     sequences = default_sequences(frames_per_train_seq, frames_test)
@@ -386,7 +452,7 @@ def write_sevenscenes_scene(
         seq_dir = output_dir / f"seq-{seq:02d}"
         seq_dir.mkdir(exist_ok=True)
         for i, c2w in enumerate(poses):
-            rgb, depth = render_view(boxes, c2w, intrinsics, supersample)
+            rgb, depth = render_view(boxes, c2w, intrinsics, supersample, LIGHTINGS[lighting])
             stem = seq_dir / f"frame-{i:06d}"
             Image.fromarray((rgb * 255 + 0.5).astype(np.uint8)).save(f"{stem}.color.png", optimize=True)
             depth_mm = np.where(np.isfinite(depth), np.round(depth * 1000.0), 65535).clip(0, 65535)

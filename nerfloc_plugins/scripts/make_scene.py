@@ -30,6 +30,9 @@ class MakeScene:
     """Anti-aliasing rays per pixel side."""
     room: Literal["demo", "office"] = "demo"
     """``demo``: the example room; ``office``: another room (keep it for judging settings)."""
+    lighting: Literal["flat", "lit"] = "flat"
+    """``flat``: view-independent shading (the example room); ``lit``: a point lamp with hard
+    shadows and view-dependent highlights on the floor, furniture tops and posters."""
     hard_queries: int = 0
     """Also render this many queries (``seq-04``) with no mapping view within 0.5 m looking within
     90 deg of them; their names go to ``hard_queries.txt``."""
@@ -50,6 +53,7 @@ class MakeScene:
                     progress=lambda done, total: progress.update(task, completed=done, total=total),
                     room=self.room,
                     hard_queries=self.hard_queries,
+                    lighting=self.lighting,
                 )
             if self.output_dir.exists():
                 shutil.rmtree(self.output_dir)
