@@ -32,6 +32,7 @@ import tyro
 
 from nerfloc_plugins.data.frames import PosedFrame, load_depth_meters
 from nerfloc_plugins.data.images import load_rgb
+from nerfloc_plugins.localize.report import number
 from nerfloc_plugins.nerf.field_renderer import FieldRenderer
 from nerfloc_plugins.nerf.render_sampling import RenderSampling
 from nerfloc_plugins.utils.atomic import write_json_atomically, write_text_atomically
@@ -103,9 +104,7 @@ def time_rendering(renderer: FieldRenderer, frames: Sequence[PosedFrame], settin
 
 
 def speed_table(rows: Sequence[Dict]) -> str:
-    def num(value: Optional[float], fmt: str) -> str:
-        return "-" if value is None else format(value, fmt)
-
+    num = number
     lines = [
         "| sampling | s / view | rays / s | PSNR dB | PSNR vs run dB | depth error mm | depth vs run mm | GPU MiB |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",

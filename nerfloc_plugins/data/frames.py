@@ -64,7 +64,8 @@ class PosedFrame:
     name: str
     """Path of the image relative to the dataset root, e.g. ``seq-03/frame-000000.color.png``."""
     image_path: Path
-    c2w: np.ndarray
+    c2w: Optional[np.ndarray]
+    """``None`` only for query images given without a pose (``--queries``: no ground truth)."""
     intrinsics: Intrinsics
     depth_path: Optional[Path] = None
 

@@ -108,6 +108,15 @@ class QueryResult:
     render-and-match round was accepted; ``""`` when there is no pose."""
     retrieved_c2w: List[np.ndarray] = field(default_factory=list)
     """Camera-to-world poses of ``retrieved`` (for retrieval recall)."""
+    reprojection_px: Optional[float] = None
+    """Median reprojection error (pixels) of the PnP inliers under the PnP pose; ``None`` without one."""
+    prior_c2w: Optional[np.ndarray] = None
+    """The best prior's camera-to-world pose (any stage of a cascade): what ``poses.txt`` gives a
+    query that failed, the way hloc does; ``None`` for localizers without priors."""
+
+    @property
+    def localized(self) -> bool:
+        return self.w2c is not None
 
     @property
     def inlier_ratio(self) -> float:
@@ -257,10 +266,12 @@ def localize_with_cascade(
     each next stage runs while the kept result fails the check; render-and-match refines the kept one."""
     accept = config.cascade.accept
     result: Optional[QueryResult] = None
+    prior_c2w = None
     for localizer, priors in stages:
         if result is not None and is_accepted(result.w2c, result.num_inliers, result.num_matches, accept):
             break
         other = localize_query(localizer, frame, priors, config)
+        prior_c2w = other.prior_c2w if prior_c2w is None else prior_c2w
         if result is None:
             result = other
             continue
@@ -272,6 +283,7 @@ def localize_with_cascade(
         )
         result = other if takes_over else result
         result.timings = timings
+    result.prior_c2w = prior_c2w
     return refine_by_render_match(result, render_match)
 
 
@@ -328,6 +340,7 @@ def match_query(
     )
     with timer("pnp"):
         result = solve_pnp(pts2d, pts3d, query.intrinsics, config.pnp, localizer.keypoint_precision_px)
+    reprojection = median_reprojection_px(pts2d, pts3d, query.intrinsics, result)
     num_matches = len(pts2d)
     vis_view, vis_matches = (views[0], per_view[0][0]) if views else (None, None)
     vis_inliers = result.inliers[: len(vis_matches)] if vis_matches is not None else None
@@ -349,6 +362,8 @@ def match_query(
         matches=vis_matches,
         inliers=vis_inliers,
         retrieved_c2w=[p.c2w for p in priors],
+        reprojection_px=reprojection,
+        prior_c2w=priors[0].c2w if priors else None,
     )
 
 
@@ -400,6 +415,7 @@ def regress_query(
     with timer("pnp"):
         result = solve_pnp(pts2d, pts3d, query.intrinsics, config.pnp, localizer.keypoint_precision_px)
     view, matches, inliers = localizer.match_evidence(query, pts2d, pts3d, result.inliers) or (None, None, None)
+    reprojection = median_reprojection_px(pts2d, pts3d, query.intrinsics, result)
     return QueryResult(
         frame=frame,
         w2c=result.w2c,
@@ -412,7 +428,16 @@ def regress_query(
         view=view,
         matches=matches,
         inliers=inliers,
+        reprojection_px=reprojection,
     )
+
+
+def median_reprojection_px(pts2d: np.ndarray, pts3d: np.ndarray, intrinsics, result: PnPResult) -> Optional[float]:
+    """Median pixel distance between the PnP inliers and their 3D points projected by its pose."""
+    if not result.success or result.num_inliers == 0:
+        return None
+    projected, _ = project(pts3d[result.inliers], intrinsics.matrix(), result.w2c)
+    return float(np.median(np.linalg.norm(projected - pts2d[result.inliers], axis=1)))
 
 
 def refine_iteratively(
@@ -443,18 +468,15 @@ def refine_iteratively(
     return result, iterations, vis
 
 
-def run_localization(
+def prepare_stages(
     localizer: Localizer,
     config: PipelineConfig,
-    split: str = "test",
-    max_queries: Optional[int] = None,
     pose_prior: Optional[PosePrior] = None,
     fallbacks: Sequence[Localizer] = (),
-) -> tuple[List[QueryResult], float]:
-    """Localize every query of ``split``; returns the results and the prior-index build time.
-
-    ``pose_prior`` replaces retrieval as the prior of a map-view localizer that renders;
-    ``fallbacks`` (in order) localize the queries whose result so far fails ``config.cascade.accept``."""
+) -> tuple[List[tuple], Optional[RenderMatchRefiner]]:
+    """Everything set up once before the first query: the cascade's ``[(localizer, priors)]``
+    stages (retrieval indexes built) and the render-and-match refiner; ``config.render`` is
+    applied to every field the stages render.  Used by :func:`run_localization` and the API."""
     config.render.validate()
     config.render_match.sampling.validate()
     for loc in (localizer, *fallbacks):
@@ -464,9 +486,6 @@ def run_localization(
                 if samples is not None:
                     renderer.check_samples(samples)
             renderer.sampling = config.render
-    queries = localizer.query_frames(split)
-    if max_queries is not None:
-        queries = queries[:max_queries]
     priors = None
     if localizer.kind is LocalizerKind.MATCHES_MAP_VIEWS:
         priors = PriorSource(localizer, config, pose_prior)
@@ -474,10 +493,33 @@ def run_localization(
         raise ValueError(f"--pose-prior: {localizer.name} does not match map views ({localizer.kind.value})")
     stages = [(localizer, priors)]
     for fallback in fallbacks:
-        check_same_queries(localizer, fallback, queries, split)
         fallback_priors = PriorSource(fallback, config) if fallback.kind is LocalizerKind.MATCHES_MAP_VIEWS else None
         stages.append((fallback, fallback_priors))
-    refiner = render_match_refiner([loc for loc, _ in stages], config)
+    return stages, render_match_refiner([loc for loc, _ in stages], config)
+
+
+def run_localization(
+    localizer: Localizer,
+    config: PipelineConfig,
+    split: str = "test",
+    max_queries: Optional[int] = None,
+    pose_prior: Optional[PosePrior] = None,
+    fallbacks: Sequence[Localizer] = (),
+    queries: Optional[Sequence[PosedFrame]] = None,
+) -> tuple[List[QueryResult], float]:
+    """Localize every query of ``split`` (or ``queries``, e.g. pose-free images of ``--queries``);
+    returns the results and the prior-index build time.
+
+    ``pose_prior`` replaces retrieval as the prior of a map-view localizer that renders;
+    ``fallbacks`` (in order) localize the queries whose result so far fails ``config.cascade.accept``."""
+    given = queries is not None
+    queries = list(queries) if given else localizer.query_frames(split)
+    if max_queries is not None:
+        queries = queries[:max_queries]
+    if not given:
+        for fallback in fallbacks:
+            check_same_queries(localizer, fallback, queries, split)
+    stages, refiner = prepare_stages(localizer, config, pose_prior, fallbacks)
     results: List[QueryResult] = []
     errors_cm: List[float] = []
     columns = [
@@ -485,14 +527,19 @@ def run_localization(
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
-        TextColumn("median {task.fields[median]}"),
+        TextColumn("{task.fields[median]}"),
     ]
     with Progress(*columns) as progress:
-        task = progress.add_task("localize", total=len(queries), median="-")
+        task = progress.add_task("localize", total=len(queries), median="")
         for frame in queries:
             res = localize_with_cascade(stages, frame, config, refiner)
             results.append(res)
-            err = pose_error(res.w2c, invert_rigid(frame.c2w))[0] * 100 if res.w2c is not None else float("inf")
-            errors_cm.append(err)
-            progress.update(task, advance=1, median=f"{np.median(errors_cm):.1f} cm")
+            if frame.c2w is None:  # no ground truth: show how many are localized
+                errors_cm.append(0.0 if res.localized else float("inf"))
+                shown = f"{sum(np.isfinite(errors_cm))} localized"
+            else:
+                err = pose_error(res.w2c, invert_rigid(frame.c2w))[0] * 100 if res.localized else float("inf")
+                errors_cm.append(err)
+                shown = f"median {np.median(errors_cm):.1f} cm"
+            progress.update(task, advance=1, median=shown)
     return results, sum(p.build_seconds for _, p in stages if p is not None)

@@ -1,8 +1,12 @@
 """Result files of a localization run (all written atomically).
 
-* ``poses.txt``      hloc format, world-to-camera, dataset metric frame (failed queries omitted)
-* ``metrics.json``   medians, recalls (failures count), per-stage times, map size
-* ``per_query.csv``  one row per query
+* ``poses.txt``      hloc format, world-to-camera, dataset metric frame; a query that failed gets its
+                     best prior's pose, as hloc writes it (``status`` in the CSV tells them apart;
+                     only queries without any prior, e.g. a failed regressor, are left out)
+* ``metrics.json``   medians, recalls (failures count), per-stage times, map size; for queries
+                     without ground truth (``--queries``): localized count, inlier statistics
+* ``per_query.csv``  one row per query (status, errors when there is ground truth, inliers,
+                     reprojection error, the stage that gave the pose, time per stage)
 * ``report.md``      results table and the plots below
 * ``plots/``         error CDF, top-down trajectory (GT vs estimate), match visualisations
 """
@@ -36,7 +40,7 @@ def stage_times(results: Sequence[QueryResult]) -> Dict[str, Dict[str, float]]:
 def retrieved_near(result: QueryResult) -> Optional[bool]:
     """Whether the first prior of ``result`` is near the query (:func:`is_near_view`); ``None``
     for a query without priors (regressors)."""
-    if not result.retrieved_c2w:
+    if not result.retrieved_c2w or result.frame.c2w is None:
         return None
     return is_near_view(result.retrieved_c2w[0], result.frame.c2w)
 
@@ -55,6 +59,8 @@ def build_metrics(
     prior_index_seconds: float,
     extra: Optional[dict] = None,
 ) -> tuple[dict, List[QueryError]]:
+    if any(r.frame.c2w is None for r in results):
+        return metrics_without_ground_truth(results, method, scene, map_size_bytes, prior_index_seconds, extra), []
     estimates = {r.frame.name: r.w2c for r in results}
     gt = {r.frame.name: invert_rigid(r.frame.c2w) for r in results}
     errors = query_errors(estimates, gt)
@@ -76,26 +82,72 @@ def build_metrics(
     return metrics, errors
 
 
+def metrics_without_ground_truth(
+    results: Sequence[QueryResult],
+    method: str,
+    scene: str,
+    map_size_bytes: int,
+    prior_index_seconds: float,
+    extra: Optional[dict] = None,
+) -> dict:
+    """What can be said of queries given without poses: how many were localized, with how many
+    inliers, at which reprojection error, and the time per stage."""
+    localized = [r for r in results if r.localized]
+
+    def stats(values) -> Dict[str, Optional[float]]:
+        values = [v for v in values if v is not None]
+        if not values:
+            return {"mean": None, "median": None}
+        return {"mean": float(np.mean(values)), "median": float(np.median(values))}
+
+    metrics = {
+        "method": method,
+        "scene": scene,
+        "ground_truth": False,
+        "num_queries": len(results),
+        "num_localized": len(localized),
+        "num_failed": len(results) - len(localized),
+        "inliers": stats([r.num_inliers for r in localized]),
+        "inlier_ratio": stats([r.inlier_ratio for r in localized]),
+        "reprojection_px": stats([r.reprojection_px for r in localized]),
+        "timings": stage_times(results),
+        "prior_index_build_s": prior_index_seconds,
+        "map_size_mb": map_size_bytes / 2**20,
+        "mean_inliers": float(np.mean([r.num_inliers for r in results])) if results else 0.0,
+    }
+    if extra:
+        metrics.update(extra)
+    return metrics
+
+
+def has_ground_truth(metrics: dict) -> bool:
+    return metrics.get("ground_truth", True)
+
+
 def write_per_query_csv(results: Sequence[QueryResult], errors: Sequence[QueryError], path: Path) -> None:
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(
-        ["name", "translation_cm", "rotation_deg", "num_matches", "num_inliers", "iterations"]
-        + ["render_match_iterations", "stage", "inlier_ratio", "retrieved", "retrieved_near"]
+        ["name", "status", "translation_cm", "rotation_deg", "num_matches", "num_inliers", "iterations"]
+        + ["render_match_iterations", "stage", "inlier_ratio", "reprojection_px", "retrieved", "retrieved_near"]
         + [f"t_{s}_s" for s in STAGES]
     )
-    for r, e in zip(results, errors):
+    by_name = {e.name: e for e in errors}
+    for r in results:
+        e = by_name.get(r.frame.name)
         writer.writerow(
             [
                 r.frame.name,
-                f"{e.translation_cm:.4f}",
-                f"{e.rotation_deg:.4f}",
+                "localized" if r.localized else "failed",
+                "" if e is None else f"{e.translation_cm:.4f}",
+                "" if e is None else f"{e.rotation_deg:.4f}",
                 r.num_matches,
                 r.num_inliers,
                 r.iterations,
                 r.render_match_iterations,
                 r.stage,
                 f"{r.inlier_ratio:.3f}",
+                "" if r.reprojection_px is None else f"{r.reprojection_px:.3f}",
                 ";".join(r.retrieved),
                 {None: "", True: "1", False: "0"}[retrieved_near(r)],
             ]
@@ -139,18 +191,25 @@ def plot_trajectory(results: Sequence[QueryResult], map_centres: np.ndarray, pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    gt = np.array([r.frame.c2w[:3, 3] for r in results])
+    gt = np.array([r.frame.c2w[:3, 3] if r.frame.c2w is not None else np.full(3, np.nan) for r in results])
     est = np.array([invert_rigid(r.w2c)[:3, 3] if r.w2c is not None else np.full(3, np.nan) for r in results])
+    with_gt = bool(np.isfinite(gt).all())
     # top-down view: drop the axis along which the mapping cameras vary least
     axes_keep = np.argsort(np.std(map_centres, axis=0))[1:] if len(map_centres) > 2 else np.array([0, 1])
     a, b = sorted(axes_keep)
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.scatter(map_centres[:, a], map_centres[:, b], s=6, c="lightgray", label="mapping cameras")
-    ax.plot(gt[:, a], gt[:, b], "o-", ms=3, c="tab:green", label="query ground truth")
-    ax.plot(est[:, a], est[:, b], "x", ms=5, c="tab:red", label="estimate")
+    if with_gt:
+        ax.plot(gt[:, a], gt[:, b], "o-", ms=3, c="tab:green", label="query ground truth")
+    ax.plot(est[:, a], est[:, b], "x", ms=5, c="tab:red", label="estimate" if with_gt else "localized queries")
     for g, e in zip(gt, est):
-        if np.all(np.isfinite(e)):
+        if with_gt and np.all(np.isfinite(e)):
             ax.plot([g[a], e[a]], [g[b], e[b]], c="tab:red", lw=0.6)
+    if not with_gt:  # each camera's viewing direction
+        for r, e in zip(results, est):
+            if np.all(np.isfinite(e)):
+                axis = invert_rigid(r.w2c)[:3, 2] * 0.3
+                ax.plot([e[a], e[a] + axis[a]], [e[b], e[b] + axis[b]], c="tab:red", lw=0.8)
     ax.set_aspect("equal")
     ax.set_xlabel(f"axis {a} [m]")
     ax.set_ylabel(f"axis {b} [m]")
@@ -200,10 +259,11 @@ def write_report(
     """Write every result file into ``output_dir``."""
     output_dir.mkdir(parents=True, exist_ok=True)
     plots = output_dir / "plots"
-    write_poses({r.frame.name: r.w2c for r in results if r.w2c is not None}, output_dir / "poses.txt")
+    write_poses(reported_poses(results), output_dir / "poses.txt")
     write_json_atomically(metrics, output_dir / "metrics.json")
     write_per_query_csv(results, errors, output_dir / "per_query.csv")
-    plot_error_cdf(errors, plots / "error_cdf.png", metrics["method"])
+    if has_ground_truth(metrics):
+        plot_error_cdf(errors, plots / "error_cdf.png", metrics["method"])
     plot_trajectory(results, map_centres, plots / "trajectory.png")
     match_files = []
     for idx in range(0, len(results), max(1, match_plot_every)):
@@ -213,6 +273,41 @@ def write_report(
             save_png_atomically(image, plots / name)
             match_files.append(name)
     write_text_atomically(render_markdown(metrics, match_files, baseline_metrics), output_dir / "report.md")
+
+
+def reported_poses(results: Sequence[QueryResult]) -> Dict[str, np.ndarray]:
+    """World-to-camera pose per query for ``poses.txt``: the estimate, or for a failed query its
+    best prior's pose (hloc's convention); queries without either are left out."""
+    poses = {}
+    for r in results:
+        if r.w2c is not None:
+            poses[r.frame.name] = r.w2c
+        elif r.prior_c2w is not None:
+            poses[r.frame.name] = invert_rigid(r.prior_c2w)
+    return poses
+
+
+def summary_table(rows: Sequence[dict]) -> str:
+    """:func:`results_table` for runs with ground truth, :func:`localized_table` otherwise."""
+    return results_table(rows) if all(map(has_ground_truth, rows)) else localized_table(rows)
+
+
+def localized_table(rows: Sequence[dict]) -> str:
+    """Markdown table of runs without ground truth: localized queries, inliers, reprojection, time."""
+    num = number
+    lines = [
+        "| method | localized | median inliers | median inlier ratio | median reprojection px | ms/query |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for m in rows:
+        if has_ground_truth(m):
+            continue
+        lines.append(
+            f"| {m['method']} | {m['num_localized']}/{m['num_queries']} | {num(m['inliers']['median'], '.0f')} | "
+            f"{num(m['inlier_ratio']['median'], '.2f')} | {num(m['reprojection_px']['median'], '.2f')} | "
+            f"{1000 * m['timings']['total']['mean_s']:.0f} |"
+        )
+    return "\n".join(lines)
 
 
 def results_table(rows: Sequence[dict]) -> str:
@@ -232,6 +327,11 @@ def results_table(rows: Sequence[dict]) -> str:
             + f"{percent(m.get('retrieval_recall'))} |"
         )
     return "\n".join(lines)
+
+
+def number(value: Optional[float], fmt: str) -> str:
+    """``value`` formatted with ``fmt``; ``-`` for ``None``."""
+    return "-" if value is None else format(value, fmt)
 
 
 def percent(value: Optional[float]) -> str:
@@ -274,10 +374,12 @@ def render_markdown(metrics: dict, match_files: Sequence[str], baseline_metrics:
     stages = "\n".join(
         f"| {s} | {1000 * v['mean_s']:.1f} | {1000 * v['median_s']:.1f} |" for s, v in metrics["timings"].items()
     )
+    if not has_ground_truth(metrics):
+        rows = [metrics]
     text = [
         f"# Localization report: {metrics['method']} on {metrics['scene']}",
         "",
-        results_table(rows),
+        summary_table(rows),
         "",
         f"Map size: {metrics['map_size_mb']:.2f} MB. Prior index built in {metrics['prior_index_build_s']:.1f} s. "
         "Retrieval recall: first prior within 0.5 m / 30 deg of the query, over the queries that used retrieval "
@@ -297,8 +399,7 @@ def render_markdown(metrics: dict, match_files: Sequence[str], baseline_metrics:
         "| --- | --- | --- |",
         stages,
         "",
-        "![error CDF](plots/error_cdf.png)",
-        "",
+        *(["![error CDF](plots/error_cdf.png)", ""] if has_ground_truth(metrics) else []),
         "![trajectory](plots/trajectory.png)",
         "",
     ]

@@ -9,9 +9,10 @@ from typing import Optional, Sequence
 import numpy as np
 from rich.console import Console
 
+from nerfloc_plugins.data.query_images import QueryImagesConfig, load_query_frames
 from nerfloc_plugins.localize.localizer import Localizer, LocalizerKind, PosePrior
 from nerfloc_plugins.localize.pipeline import PipelineConfig, run_localization
-from nerfloc_plugins.localize.report import build_metrics, results_table, subset_table, write_report
+from nerfloc_plugins.localize.report import build_metrics, has_ground_truth, subset_table, summary_table, write_report
 
 CONSOLE = Console()
 
@@ -47,11 +48,19 @@ def localize_and_report(
     extra: Optional[dict] = None,
     pose_prior: Optional[PosePrior] = None,
     fallbacks: Sequence[Localizer] = (),
+    query_images: Optional[QueryImagesConfig] = None,
 ) -> dict:
-    """Localize the queries of ``split`` and write poses, metrics, per-query CSV, report and plots;
-    ``fallbacks``: the cascade's later stages (see :func:`run_localization`)."""
+    """Localize the queries of ``split`` (or the pose-free images of ``query_images.queries``) and
+    write poses, metrics, per-query CSV, report and plots; ``fallbacks``: the cascade's later
+    stages (see :func:`run_localization`)."""
     baseline = read_metrics(baseline_metrics)
-    results, index_seconds = run_localization(localizer, config, split, max_queries, pose_prior, fallbacks)
+    queries = None
+    if query_images is not None and query_images.queries is not None:
+        map_frames = localizer.map_frames()
+        map_camera = map_frames[0].intrinsics if map_frames else None
+        queries = load_query_frames(query_images, map_camera, output_dir)
+        CONSOLE.print(f"{len(queries)} query images from {query_images.queries} (no ground truth)")
+    results, index_seconds = run_localization(localizer, config, split, max_queries, pose_prior, fallbacks, queries)
     name = " -> ".join(
         [localizer.name + prior_label(localizer, config, pose_prior)]
         + [f.name + prior_label(f, config, None) for f in fallbacks]
@@ -60,8 +69,8 @@ def localize_and_report(
     metrics, errors = build_metrics(results, name, localizer.scene, map_bytes, index_seconds, extra)
     map_centres = np.array([f.c2w[:3, 3] for f in localizer.map_frames()])
     write_report(output_dir, results, metrics, errors, map_centres, baseline_metrics=baseline)
-    rows = [metrics] + ([baseline] if baseline else [])
-    print(results_table(rows))
+    rows = [metrics] + ([baseline] if baseline and has_ground_truth(metrics) else [])
+    print(summary_table(rows))
     subsets = subset_table(rows)
     if subsets:
         print(subsets)

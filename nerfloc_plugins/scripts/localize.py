@@ -14,6 +14,7 @@ from typing import Any, ClassVar, List, Literal, Optional
 import tyro
 from typing_extensions import Annotated
 
+from nerfloc_plugins.data.query_images import QueryImagesConfig
 from nerfloc_plugins.localize.localizer import Localizer, PosePrior
 from nerfloc_plugins.localize.pipeline import PipelineConfig
 from nerfloc_plugins.localize.run import localize_and_report
@@ -45,6 +46,8 @@ class LocalizeBase:
     prior of this method's render -> match -> PnP -> refinement (instead of retrieval)."""
     baseline_metrics: Optional[Path] = None
     """``metrics.json`` of ``ns-localize-baseline`` to show beside this method in report.md."""
+    pose_free: Annotated[QueryImagesConfig, tyro.conf.arg(name="")] = field(default_factory=QueryImagesConfig)
+    """Pose-free query images instead of the split (flat: ``--queries``, ``--camera``, ``--query-*``)."""
 
     specs: ClassVar[List[LocalizerSpec]] = []
     """The localizers this command knows (set by :func:`localize_command`)."""
@@ -82,6 +85,7 @@ class LocalizeBase:
             self.baseline_metrics,
             pose_prior=prior,
             fallbacks=[f for f in [self.fallback()] if f is not None],
+            query_images=self.pose_free,
         )
 
 

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import List, Literal, Optional, Union
 
 import tyro
 from typing_extensions import Annotated
 
 from nerfloc_plugins.data import dataparser_specs
+from nerfloc_plugins.data.query_images import QueryImagesConfig
 from nerfloc_plugins.features.feature_matcher import FeatureMatchConfig
 from nerfloc_plugins.features.local_features import LearnedFeaturesConfig, SiftConfig
 from nerfloc_plugins.localize.baseline import ClassicalLocalizer
 from nerfloc_plugins.localize.direct_matching import DirectMatchingConfig, DirectMatchingLocalizer
+from nerfloc_plugins.localize.localizer import Localizer
 from nerfloc_plugins.localize.pipeline import PipelineConfig
 from nerfloc_plugins.localize.retrieval import RetrievalConfig
 from nerfloc_plugins.localize.run import localize_and_report
@@ -26,6 +28,14 @@ DATAPARSERS = {
     "twelvescenes-data": dataparser_specs.twelvescenes_data,
     "replica-data": dataparser_specs.replica_data,
 }
+DataparserConfig = Union[
+    tuple(
+        Annotated[type(spec.config), tyro.conf.subcommand(name, default=spec.config, description=spec.description)]
+        for name, spec in DATAPARSERS.items()
+    )
+]
+"""The dataparser as a subcommand with its own flags, as ``ns-train`` takes it
+(``ns-localize-baseline --data DIR sevenscenes-data --fx 292.5 --fy 292.5 --cx 160 --cy 120``)."""
 
 
 def best_baseline_pipeline() -> PipelineConfig:
@@ -44,7 +54,6 @@ class LocalizeBaseline:
 
     data: Path
     """Dataset (scene) directory."""
-    dataparser: Literal["sevenscenes-data", "cambridge-data", "twelvescenes-data", "replica-data"] = "sevenscenes-data"
     output_dir: Path = Path("outputs/localize-baseline")
     split: Literal["test", "train"] = "test"
     max_queries: Optional[int] = None
@@ -64,11 +73,20 @@ class LocalizeBaseline:
     map point at once (``--direct.*``, no retrieval); ``direct+views``: direct, then the verified
     views for queries whose result fails ``--cascade.accept`` (the best pipeline measured)."""
     direct: DirectMatchingConfig = field(default_factory=DirectMatchingConfig)
+    dataparser: Annotated[DataparserConfig, tyro.conf.OmitSubcommandPrefixes] = field(
+        default_factory=lambda: DATAPARSERS["sevenscenes-data"].config
+    )
+    """The dataset's layout and options (a subcommand last on the line, default sevenscenes-data:
+    ``... cambridge-data``, ``... sevenscenes-data --fx 292.5 --fy 292.5``); its ``--data`` is
+    the top-level ``--data``."""
     baseline_metrics: Optional[Path] = None
     """metrics.json of another run (e.g. the plain top-1 baseline) shown beside this one."""
+    pose_free: Annotated[QueryImagesConfig, tyro.conf.arg(name="")] = field(default_factory=QueryImagesConfig)
+    """Pose-free query images instead of the split (flat: ``--queries``, ``--camera``, ``--query-*``)."""
 
-    def main(self) -> dict:
-        config = DATAPARSERS[self.dataparser].config
+    def stages(self) -> tuple[Localizer, List[Localizer]]:
+        """The first localizer and the cascade's fallbacks of ``--map-matching`` (and ``--cascade.fallback``)."""
+        config = self.dataparser
         parser = type(config)(**{**vars(config), "data": self.data, "train_stride": self.train_stride}).setup()
         classical = ClassicalLocalizer(parser, self.features, self.sift, self.matching, self.learned, self.device)
         stages = {
@@ -80,6 +98,10 @@ class LocalizeBaseline:
         run = self.pipeline.cascade.fallback
         if run is not None:
             fallbacks.append(build_localizer(run, discover_specs()))
+        return localizer, fallbacks
+
+    def main(self) -> dict:
+        localizer, fallbacks = self.stages()
         return localize_and_report(
             localizer,
             self.pipeline,
@@ -88,6 +110,7 @@ class LocalizeBaseline:
             self.max_queries,
             baseline_metrics=self.baseline_metrics,
             fallbacks=fallbacks,
+            query_images=self.pose_free,
         )
 
 
