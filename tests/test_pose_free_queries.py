@@ -224,3 +224,33 @@ def test_readme_python_example_runs():
         exec(compile(block, "README.md", "exec"), {})
     finally:
         os.chdir(cwd)
+
+
+@pytest.mark.slow
+def test_ns_localize_on_a_trained_run_writes_every_query(tiny_run, tmp_path):
+    """``ns-localize --queries`` on a trained field map: one poses.txt line per image; a query the
+    (barely trained) map fails on gets its best prior's pose, which is a mapping frame's."""
+    import tyro
+
+    from nerfloc_plugins.nerf.run_files import read_run_config
+    from nerfloc_plugins.scripts.localize import Localize
+
+    data = read_run_config(tiny_run).pipeline.datamanager.dataparser.data
+    folder = tmp_path / "q"
+    folder.mkdir()
+    images = sorted((data / "seq-03").glob("*.color.png"))
+    for image in images:
+        shutil.copy(image, folder / image.name)
+    out = tmp_path / "out"
+    args = ["--load-config", str(tiny_run), "--output-dir", str(out), "--queries", str(folder)]
+    metrics = tyro.cli(Localize, args=args).main()
+    assert metrics["ground_truth"] is False and metrics["num_queries"] == len(images)
+    poses = read_poses(out / "poses.txt")
+    assert sorted(poses) == sorted(p.name for p in images)
+    rows = {r["name"]: r for r in csv.DictReader((out / "per_query.csv").open())}
+    from nerfloc_plugins.data.sevenscenes import SevenScenesDataParserConfig
+
+    mapping = [invert_rigid(f.c2w) for f in SevenScenesDataParserConfig(data=data).setup().frames("train")]
+    for name, row in rows.items():
+        if row["status"] == "failed":
+            assert min(pose_error(poses[name], m)[0] for m in mapping) < 1e-6

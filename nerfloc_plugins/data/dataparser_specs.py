@@ -3,6 +3,8 @@
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 
 from nerfloc_plugins.data.cambridge import CambridgeDataParserConfig
+from nerfloc_plugins.data.colmap_model import ColmapDataParserConfig
+from nerfloc_plugins.data.nerfstudio_transforms import TransformsDataParserConfig
 from nerfloc_plugins.data.replica import ReplicaDataParserConfig
 from nerfloc_plugins.data.sevenscenes import SevenScenesDataParserConfig
 from nerfloc_plugins.data.twelvescenes import TwelveScenesDataParserConfig
@@ -22,4 +24,12 @@ twelvescenes_data = DataParserSpecification(
 replica_data = DataParserSpecification(
     config=ReplicaDataParserConfig(),
     description="Replica in NICE-SLAM layout (results/frame*.jpg, depth*.png, traj.txt).",
+)
+colmap_data = DataParserSpecification(
+    config=ColmapDataParserConfig(),
+    description="COLMAP sparse model (sparse/0 + images/), any camera model (undistorted), SfM or sensor depth.",
+)
+transforms_data = DataParserSpecification(
+    config=TransformsDataParserConfig(),
+    description="ns-process-data output (transforms.json), poses in the capture's frame, depth or SfM depth.",
 )

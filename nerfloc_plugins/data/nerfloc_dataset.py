@@ -16,11 +16,22 @@ from nerfstudio.data.datasets.base_dataset import InputDataset
 
 from nerfloc_plugins.data.frames import load_depth_meters
 
+NOT_A_NERFLOC_PARSER = (
+    "nerfloc methods read nerfloc dataparsers (their poses map back to the capture's metric frame): "
+    "for an ns-process-data folder use 'transforms-data', for a COLMAP model 'colmap-data' "
+    "(also sevenscenes-data, cambridge-data, twelvescenes-data, replica-data)"
+)
+
 
 class NerflocDataset(InputDataset):
     """RGB (+ optional metric depth) dataset for nerfloc dataparsers."""
 
     exclude_batch_keys_from_device = InputDataset.exclude_batch_keys_from_device + ["depth_image"]
+
+    def __init__(self, dataparser_outputs, scale_factor: float = 1.0) -> None:
+        if "frame_names" not in dataparser_outputs.metadata:
+            raise ValueError(NOT_A_NERFLOC_PARSER)
+        super().__init__(dataparser_outputs, scale_factor)
 
     @property
     def has_depth(self) -> bool:

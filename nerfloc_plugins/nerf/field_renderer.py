@@ -44,6 +44,11 @@ class FieldRenderer:
         transforms = self.config.get_base_dir() / "dataparser_transforms.json"
         self.transform = DataparserTransform.from_json(transforms)
         self.parser = self.config.pipeline.datamanager.dataparser.setup()
+        if not hasattr(self.parser, "frames"):
+            from nerfloc_plugins.data.nerfloc_dataset import NOT_A_NERFLOC_PARSER
+
+            name = type(self.config.pipeline.datamanager.dataparser).__name__
+            raise ValueError(f"{load_config}: trained with {name}; {NOT_A_NERFLOC_PARSER}")
         self.sampling = RenderSampling()
         """How :meth:`render` samples rays when a call gives no ``sampling`` (the run's schedule)."""
 

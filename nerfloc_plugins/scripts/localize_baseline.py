@@ -27,6 +27,8 @@ DATAPARSERS = {
     "cambridge-data": dataparser_specs.cambridge_data,
     "twelvescenes-data": dataparser_specs.twelvescenes_data,
     "replica-data": dataparser_specs.replica_data,
+    "colmap-data": dataparser_specs.colmap_data,
+    "transforms-data": dataparser_specs.transforms_data,
 }
 DataparserConfig = Union[
     tuple(

@@ -1,0 +1,202 @@
+"""``colmap-data``: a COLMAP sparse model of the example scene (written in COLMAP's text format, read
+and re-written as binary by pycolmap) as the map of the baseline, with SfM depth from its tracks,
+undistortion of other camera models, and one-line errors."""
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from nerfloc_plugins.data.colmap_model import ColmapDataParserConfig
+from nerfloc_plugins.data.frames import DatasetFormatError, load_depth_meters
+from nerfloc_plugins.data.hloc_files import read_poses
+from nerfloc_plugins.data.sevenscenes import SevenScenesDataParserConfig
+from nerfloc_plugins.geometry.pose_errors import pose_error
+from nerfloc_plugins.geometry.poses import invert_rigid
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "demo_room"
+
+
+def rotation_to_quaternion(R: np.ndarray) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    x, y, z, w = Rotation.from_matrix(R).as_quat()
+    return np.array([w, x, y, z])
+
+
+def write_colmap_scene(root: Path, k1: float = 0.0, queries_in_model: bool = True) -> dict:
+    """The example scene as a COLMAP project under ``root`` (images/ + sparse/0 binary): every
+    mapping frame (and query frame) registered with its true pose, 3D points at each mapping
+    image's SIFT keypoints lifted with its depth map (track length 1).  ``k1`` != 0 writes a
+    SIMPLE_RADIAL camera and images distorted by it.  Returns the true w2c per image name."""
+    import pycolmap
+
+    parser = SevenScenesDataParserConfig(data=EXAMPLE).setup()
+    train, test = parser.frames("train"), parser.frames("test")
+    intr = train[0].intrinsics
+    K = intr.matrix()
+    text = root / "text"
+    text.mkdir(parents=True)
+    (root / "images").mkdir()
+    model = "SIMPLE_RADIAL" if k1 else "PINHOLE"
+    params = f"{intr.fx} {intr.cx} {intr.cy} {k1}" if k1 else f"{intr.fx} {intr.fy} {intr.cx} {intr.cy}"
+    (text / "cameras.txt").write_text(f"1 {model} {intr.width} {intr.height} {params}\n")
+    sift = cv2.SIFT_create(nfeatures=400)
+    images_lines, points_lines, truth = [], [], {}
+    point_id = 1
+    frames = train + (test if queries_in_model else [])
+    for image_id, frame in enumerate(frames, 1):
+        rgb = np.asarray(Image.open(frame.image_path))
+        if k1:
+            from test_pose_free_queries import distorted
+
+            rgb = distorted(rgb, K, k1)
+        (root / "images" / frame.name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rgb).save(root / "images" / frame.name)
+        w2c = invert_rigid(frame.c2w)
+        truth[frame.name] = w2c
+        q, t = rotation_to_quaternion(w2c[:3, :3]), w2c[:3, 3]
+        images_lines.append(f"{image_id} {' '.join(map(str, q))} {' '.join(map(str, t))} 1 {frame.name}")
+        observations = []
+        if frame in train:
+            depth = load_depth_meters(frame.depth_path, 1e-3, (0, 65535))
+            keypoints = sift.detect(cv2.cvtColor(np.asarray(Image.open(frame.image_path)), cv2.COLOR_RGB2GRAY))
+            for kp in keypoints:
+                u, v = kp.pt
+                z = depth[int(v), int(u)]
+                if z <= 0:
+                    continue
+                xyz = frame.c2w[:3, :3] @ (z * np.linalg.inv(K) @ [u + 0.5, v + 0.5, 1.0]) + frame.c2w[:3, 3]
+                if k1:  # the keypoint where the distorted image shows it
+                    rvec = cv2.Rodrigues(w2c[:3, :3])[0]
+                    projected, _ = cv2.projectPoints(xyz[None], rvec, w2c[:3, 3], K, np.array([k1, 0.0, 0.0, 0.0]))
+                    u, v = projected[0, 0] - 0.5
+                observations.append(f"{u + 0.5} {v + 0.5} {point_id}")
+                points_lines.append(
+                    f"{point_id} {xyz[0]} {xyz[1]} {xyz[2]} 128 128 128 0.5 {image_id} {len(observations) - 1}"
+                )
+                point_id += 1
+        images_lines.append(" ".join(observations))
+    (text / "images.txt").write_text("\n".join(images_lines) + "\n")
+    (text / "points3D.txt").write_text("\n".join(points_lines) + "\n")
+    binary = root / "sparse" / "0"
+    binary.mkdir(parents=True)
+    pycolmap.Reconstruction(str(text)).write_binary(str(binary))
+    return truth
+
+
+@pytest.fixture(scope="module")
+def colmap_scene(tmp_path_factory):
+    root = tmp_path_factory.mktemp("colmap") / "project"
+    return root, write_colmap_scene(root)
+
+
+def test_poses_scale_queries_and_sfm_depth(colmap_scene):
+    root, truth = colmap_scene
+    parser = ColmapDataParserConfig(data=root, query_prefix="seq-03/").setup()
+    train, test = parser.frames("train"), parser.frames("test")
+    assert len(train) == 100 and len(test) == 20 and all(f.name.startswith("seq-03/") for f in test)
+    for frame in train[:5] + test[:5]:
+        assert pose_error(invert_rigid(frame.c2w), truth[frame.name])[0] < 1e-6
+    assert train[0].intrinsics.fx == pytest.approx(131.25) and train[0].intrinsics.width == 160
+    # SfM depth: the observed points' z-depth, where the true depth map has it
+    frame = train[3]
+    sfm = load_depth_meters(frame.depth_path, parser.depth_unit_scale_factor, parser.depth_invalid_values)
+    true = load_depth_meters(EXAMPLE / frame.name.replace("color.png", "depth.png"), 1e-3, (0, 65535))
+    known = sfm > 0
+    assert 0.02 < known.mean() < 0.5  # sparse: 3x3 squares at the keypoints
+    assert np.median(np.abs(sfm[known] - true[known])) < 0.01
+    # --scale: metres per model unit
+    scaled = ColmapDataParserConfig(data=root, query_prefix="seq-03/", scale=2.0).setup().frames("train")
+    assert np.allclose(scaled[0].c2w[:3, 3], 2 * train[0].c2w[:3, 3])
+    # every n-th image, and a query list
+    assert len(ColmapDataParserConfig(data=root, test_every=10).setup().frames("test")) == 12
+    (root / "q.txt").write_text("seq-01/frame-000004.color.png\nseq-03/frame-000000.color.png\n")
+    listed = ColmapDataParserConfig(data=root, queries_list=Path("q.txt")).setup().frames("test")
+    assert [f.name for f in listed] == ["seq-01/frame-000004.color.png", "seq-03/frame-000000.color.png"]
+
+
+def test_baseline_on_a_colmap_model_localizes_pose_free_queries(colmap_scene, tmp_path):
+    """``ns-localize-baseline --data PROJECT --queries photos/ colmap-data``: the SfM depth lifts the
+    mapping features; the queries' poses are within 2 cm of the truth kept aside."""
+    import tyro
+
+    from nerfloc_plugins.scripts.localize_baseline import LocalizeBaseline
+
+    root, truth = colmap_scene
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    names = [f"seq-03/frame-{i:06d}.color.png" for i in range(0, 20, 2)]
+    for name in names:
+        shutil.copy(EXAMPLE / name, photos / Path(name).name)
+    out = tmp_path / "out"
+    args = [
+        "--data",
+        str(root),
+        "--output-dir",
+        str(out),
+        "--queries",
+        str(photos),
+        "colmap-data",
+        "--query-prefix",
+        "seq-03/",
+    ]
+    metrics = tyro.cli(LocalizeBaseline, args=args).main()
+    assert metrics["num_localized"] == len(names)
+    poses = read_poses(out / "poses.txt")
+    errors = [pose_error(poses[Path(n).name], truth[n])[0] * 100 for n in names]
+    assert np.median(errors) < 2.0 and max(errors) < 10.0, errors
+
+
+def test_other_camera_models_are_undistorted(tmp_path):
+    """A SIMPLE_RADIAL model with distorted images: undistorted once into the cache (PINHOLE), and
+    the baseline on it localizes the model's own query images within 2 cm."""
+    import tyro
+
+    from nerfloc_plugins.scripts.localize_baseline import LocalizeBaseline
+
+    root = tmp_path / "radial"
+    truth = write_colmap_scene(root, k1=0.12)
+    parser = ColmapDataParserConfig(data=root, query_prefix="seq-03/").setup()
+    frames = parser.frames("train")
+    assert "nerfloc_cache" in str(frames[0].image_path) and abs(frames[0].intrinsics.width - 160) < 20
+    out = tmp_path / "out"
+    args = [
+        "--data",
+        str(root),
+        "--output-dir",
+        str(out),
+        "--max-queries",
+        "8",
+        "colmap-data",
+        "--query-prefix",
+        "seq-03/",
+    ]
+    metrics = tyro.cli(LocalizeBaseline, args=args).main()
+    assert metrics["median_translation_cm"] < 2.0, metrics["median_translation_cm"]
+    assert len(read_poses(out / "poses.txt")) == 8 and len(truth) == 120
+
+
+def test_bad_colmap_inputs_give_one_line(colmap_scene, tmp_path):
+    root, _ = colmap_scene
+    broken = tmp_path / "broken"
+    shutil.copytree(root / "sparse", broken / "sparse")
+    (broken / "images").mkdir()
+    with pytest.raises(
+        DatasetFormatError, match=r"broken/images: image 'seq-01/frame-00000.\.color.png' of the model not found"
+    ):
+        ColmapDataParserConfig(data=broken).setup().frames("train")
+    (broken / "sparse" / "0" / "points3D.bin").unlink()
+    with pytest.raises(DatasetFormatError, match=r"sparse/0: no points3D.bin or points3D.txt"):
+        ColmapDataParserConfig(data=broken).setup().frames("train")
+    (root / "bad.txt").write_text("not/in/the/model.png\n")
+    with pytest.raises(
+        DatasetFormatError, match=r"bad.txt: query 'not/in/the/model.png' is not an image of the dataset"
+    ):
+        ColmapDataParserConfig(data=root, queries_list=Path("bad.txt")).setup().frames("test")
+    with pytest.raises(DatasetFormatError, match="COLMAP model folder not found"):
+        ColmapDataParserConfig(data=root, model=Path("sparse/9")).setup().frames("train")
