@@ -200,3 +200,56 @@ def test_bad_colmap_inputs_give_one_line(colmap_scene, tmp_path):
         ColmapDataParserConfig(data=root, queries_list=Path("bad.txt")).setup().frames("test")
     with pytest.raises(DatasetFormatError, match="COLMAP model folder not found"):
         ColmapDataParserConfig(data=root, model=Path("sparse/9")).setup().frames("train")
+
+
+def test_api_reads_a_colmap_project_without_being_told(colmap_scene):
+    """``load_localizer(PROJECT)`` recognises the COLMAP layout (sparse/0) and localizes with SfM depth."""
+    import nerfloc_plugins
+    from nerfloc_plugins.data.dataparser_specs import detect_layout
+
+    root, truth = colmap_scene
+    assert detect_layout(root) == "colmap-data" and detect_layout(EXAMPLE) == "sevenscenes-data"
+    loc = nerfloc_plugins.load_localizer(root)
+    names = [f"seq-03/frame-{i:06d}.color.png" for i in (2, 9, 15)]
+    errors = [pose_error(loc.localize(EXAMPLE / n).w2c, truth[n])[0] * 100 for n in names]
+    assert max(errors) < 3.0, errors
+
+
+@pytest.mark.slow
+def test_nerf_map_trained_on_a_colmap_model(colmap_scene, tmp_path):
+    """``ns-train nerfloc-nerfacto-cpu colmap-data`` (SfM depth only, 200 iterations): the run maps
+    back to the COLMAP frame (its frames are the model's poses), it renders the room's depth at a
+    mapping pose, and ``ns-localize --queries`` writes a pose for every image."""
+    import subprocess
+    import sys
+
+    import tyro
+
+    from nerfloc_plugins.nerf.field_renderer import FieldRenderer
+    from nerfloc_plugins.scripts.localize import Localize
+
+    root, truth = colmap_scene
+    cmd = [
+        sys.executable, "-m", "nerfstudio.scripts.train", "nerfloc-nerfacto-cpu", "--max-num-iterations", "200",
+        "--steps-per-save", "199", "--output-dir", str(tmp_path / "runs"), "--experiment-name", "colmap",
+        "--timestamp", "t", "--viewer.quit-on-train-completion", "True",
+        "--pipeline.datamanager.train-num-rays-per-batch", "512",
+        "colmap-data", "--data", str(root), "--query-prefix", "seq-03/",
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "runs" / "colmap" / "nerfloc-nerfacto-cpu" / "t" / "config.yml"
+    renderer = FieldRenderer(run)
+    frames = renderer.frames("train")
+    assert max(pose_error(invert_rigid(f.c2w), truth[f.name])[0] for f in frames) < 1e-6
+    frame = frames[10]
+    rendered = renderer.render(frame.c2w, frame.intrinsics)["depth"]
+    true = load_depth_meters(EXAMPLE / frame.name.replace("color.png", "depth.png"), 1e-3, (0, 65535))
+    assert np.median(np.abs(rendered - true)[true > 0]) < 0.3  # metres: the room's geometry, not the unit cube
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in (0, 7, 14):
+        shutil.copy(EXAMPLE / f"seq-03/frame-{i:06d}.color.png", photos / f"q{i}.png")
+    out = tmp_path / "out"
+    tyro.cli(Localize, args=["--load-config", str(run), "--output-dir", str(out), "--queries", str(photos)]).main()
+    assert sorted(read_poses(out / "poses.txt")) == ["q0.png", "q14.png", "q7.png"]

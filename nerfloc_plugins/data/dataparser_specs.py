@@ -1,5 +1,8 @@
 """Dataparser specifications registered with Nerfstudio (entry point ``nerfstudio.dataparser_configs``)."""
 
+from pathlib import Path
+from typing import Optional
+
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 
 from nerfloc_plugins.data.cambridge import CambridgeDataParserConfig
@@ -33,3 +36,17 @@ transforms_data = DataParserSpecification(
     config=TransformsDataParserConfig(),
     description="ns-process-data output (transforms.json), poses in the capture's frame, depth or SfM depth.",
 )
+
+
+def detect_layout(data: Path) -> Optional[str]:
+    """The nerfloc dataparser a scene folder's files call for: ``transforms-data`` (a
+    ``transforms.json``), ``colmap-data`` (``sparse/0``), ``sevenscenes-data`` (``TrainSplit.txt``);
+    ``None`` when none of these is there."""
+    data = Path(data)
+    if (data / "transforms.json").is_file():
+        return "transforms-data"
+    if any((data / "sparse" / "0" / f"images{ext}").is_file() for ext in (".bin", ".txt")):
+        return "colmap-data"
+    if (data / "TrainSplit.txt").is_file():
+        return "sevenscenes-data"
+    return None

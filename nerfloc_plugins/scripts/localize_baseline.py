@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import List, Literal, Optional, Union
 
 import tyro
+from rich.console import Console
 from typing_extensions import Annotated
 
 from nerfloc_plugins.data import dataparser_specs
@@ -21,6 +22,8 @@ from nerfloc_plugins.localize.retrieval import RetrievalConfig
 from nerfloc_plugins.localize.run import localize_and_report
 from nerfloc_plugins.localize.specs import build_localizer, discover_specs
 from nerfloc_plugins.utils.cli import run_cli
+
+CONSOLE = Console()
 
 DATAPARSERS = {
     "sevenscenes-data": dataparser_specs.sevenscenes_data,
@@ -89,6 +92,10 @@ class LocalizeBaseline:
     def stages(self) -> tuple[Localizer, List[Localizer]]:
         """The first localizer and the cascade's fallbacks of ``--map-matching`` (and ``--cascade.fallback``)."""
         config = self.dataparser
+        detected = dataparser_specs.detect_layout(self.data)
+        if config == DATAPARSERS["sevenscenes-data"].config and detected in ("colmap-data", "transforms-data"):
+            CONSOLE.print(f"{self.data}: reading it with {detected} (no dataparser subcommand given)")
+            config = DATAPARSERS[detected].config
         parser = type(config)(**{**vars(config), "data": self.data, "train_stride": self.train_stride}).setup()
         classical = ClassicalLocalizer(parser, self.features, self.sift, self.matching, self.learned, self.device)
         stages = {
