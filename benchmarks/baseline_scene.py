@@ -27,7 +27,9 @@ class BaselineBenchmark:
 
     def main(self) -> None:
         start = time.perf_counter()
-        run = LocalizeBaseline(data=self.data, output_dir=self.output_dir / "baseline_run", device=self.device)
+        run = LocalizeBaseline(
+            fresh=True, data=self.data, output_dir=self.output_dir / "baseline_run", device=self.device
+        )
         metrics = run.main()
         metrics["wall_time_s"] = time.perf_counter() - start
         write_json_atomically(metrics, self.output_dir / "baseline.json")

@@ -69,6 +69,7 @@ class ClassicalPipelinesBenchmark:
             for variant, (matching, retrieval) in VARIANTS.items():
                 tag = f"{scene}/{variant.split(' (')[0].replace(' ', '_').replace('>', '')}"
                 metrics = LocalizeBaseline(
+                    fresh=True,
                     data=data,
                     output_dir=self.output_dir / tag,
                     map_matching=matching,

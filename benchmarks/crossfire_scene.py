@@ -62,10 +62,11 @@ class CrossFireBenchmark:
         config = self.load_config
         if config is None:
             config, train_s = self.train()
-        baseline = LocalizeBaseline(data=self.data, output_dir=self.output_dir / "baseline_run").main()
+        baseline = LocalizeBaseline(fresh=True, data=self.data, output_dir=self.output_dir / "baseline_run").main()
         runs = []
         for scale in self.render_scales:
             metrics = Localize(
+                fresh=True,
                 load_config=config,
                 output_dir=self.output_dir / f"crossfire_run_x{scale}",
                 pipeline=PipelineConfig(refine=RefineConfig(iterations=self.iterations - 1)),

@@ -68,10 +68,10 @@ class D2SBenchmark:
             poses=self.poses,
             features=self.features,  # type: ignore[arg-type]
         ).main()
-        few = LocalizeBaseline(data=self.data, output_dir=self.output_dir / "baseline_fewshot",
+        few = LocalizeBaseline(fresh=True, data=self.data, output_dir=self.output_dir / "baseline_fewshot",
                                train_stride=self.train_stride).main()  # fmt: skip
         few["method"] = f"classical-sift, every {self.train_stride}th frame"
-        full = LocalizeBaseline(data=self.data, output_dir=self.output_dir / "baseline_all").main()
+        full = LocalizeBaseline(fresh=True, data=self.data, output_dir=self.output_dir / "baseline_all").main()
         full["method"] = "classical-sift, all frames"
         rows, training = [], {}
         for synthetic in (False, True):
@@ -79,6 +79,7 @@ class D2SBenchmark:
             run_dir = self.output_dir / tag
             training[tag] = TrainD2S(data=synthesis_dir, output_dir=run_dir, synthetic=synthetic, train=self.d2s).main()
             metrics = Localize(
+                fresh=True,
                 load_config=run_dir / "d2s_run.yml",
                 output_dir=self.output_dir / f"localize-{tag}",
                 baseline_metrics=self.output_dir / "baseline_fewshot" / "metrics.json",

@@ -64,6 +64,7 @@ class NerfMatchBenchmark:
 
     def localize(self, config: Path, tag: str, refine: RefineConfig, source: str = "images") -> dict:
         metrics = Localize(
+            fresh=True,
             load_config=config,
             output_dir=self.output_dir / tag,
             pipeline=PipelineConfig(
@@ -100,7 +101,7 @@ class NerfMatchBenchmark:
                 configs[variant], trained[variant] = self.train(method)
             else:
                 configs[variant], trained[variant] = given, None
-        baseline = LocalizeBaseline(data=self.data, output_dir=self.output_dir / "baseline_run").main()
+        baseline = LocalizeBaseline(fresh=True, data=self.data, output_dir=self.output_dir / "baseline_run").main()
         photometric = RefineConfig(iterations=0, photometric=PhotometricConfig(steps=self.photometric_steps))
         rows: List[dict] = [
             self.localize(configs["mini"], "nerfmatch-mini", RefineConfig(iterations=0)),

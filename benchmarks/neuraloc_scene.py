@@ -58,6 +58,7 @@ class NeuraLocBenchmark:
 
     def localize(self, config: Path, tag: str, label: str, localizer: NeuraLocLocalizerConfig) -> dict:
         metrics = Localize(
+            fresh=True,
             load_config=config,
             output_dir=self.output_dir / f"run_{tag}",
             pipeline=PipelineConfig(refine=RefineConfig(iterations=self.refine_iterations)),
@@ -72,7 +73,7 @@ class NeuraLocBenchmark:
         config = self.load_config
         if config is None:
             config, train_s = self.train("bench")
-        baseline = LocalizeBaseline(data=self.data, output_dir=self.output_dir / "baseline_run").main()
+        baseline = LocalizeBaseline(fresh=True, data=self.data, output_dir=self.output_dir / "baseline_run").main()
         full = self.localizer
         variants = [
             ("full", "neuraloc (full)", full),

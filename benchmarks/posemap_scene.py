@@ -63,6 +63,7 @@ class PoseMapBenchmark:
 
     def localize(self, config: Path, tag: str, label: str, prior: Optional[Path] = None) -> dict:
         metrics = Localize(
+            fresh=True,
             load_config=config,
             output_dir=self.output_dir / f"run_{tag}",
             pipeline=PipelineConfig(refine=RefineConfig(iterations=self.refine_iterations)),
@@ -108,7 +109,7 @@ class PoseMapBenchmark:
         align = self.align_config
         if align is None:
             align, train_s["align"] = self.train(self.method("posemap-align"), "bench", apr)
-        baseline = LocalizeBaseline(data=self.data, output_dir=self.output_dir / "baseline_run").main()
+        baseline = LocalizeBaseline(fresh=True, data=self.data, output_dir=self.output_dir / "baseline_run").main()
         rows = [
             self.localize(apr, "pmnet", "PMNet (L_pose+L_image+L_rvs+L_posemap)"),
             self.localize(no_pm, "no_posemap", "APR w/o L_posemap"),

@@ -65,6 +65,7 @@ class RenderMatchBenchmark:
         rendering = self.rendering()
         rows = []
         base = LocalizeBaseline(
+            fresh=True,
             data=self.data, output_dir=out / "baseline", max_queries=self.max_queries, map_matching="views",
             pipeline=PipelineConfig(),
         ).main()  # fmt: skip
@@ -73,6 +74,7 @@ class RenderMatchBenchmark:
             for samples in self.samples:
                 tag = f"baseline+rm-{features}-{samples.replace(',', '_')}"
                 metrics = LocalizeBaseline(
+                    fresh=True,
                     data=self.data,
                     output_dir=out / tag,
                     max_queries=self.max_queries,
@@ -85,6 +87,7 @@ class RenderMatchBenchmark:
             for iterations in (0, self.iterations):
                 tag = f"{run.parent.parent.name}{'+rm' if iterations else ''}"
                 metrics = Localize(
+                    fresh=True,
                     load_config=run,
                     output_dir=out / tag,
                     max_queries=self.max_queries,

@@ -68,6 +68,11 @@ def test_baseline_with_pairs_file_and_bad_pairs(tmp_path):
         "nerfloc_plugins.scripts.localize_baseline", "--data", str(EXAMPLE), "--output-dir", str(out),
         "--pairs", str(pairs), "--max-queries", "1", "--map-matching", "views",
     )  # fmt: skip
+    assert result.returncode != 0 and "holds results of other settings" in result.stderr  # the pairs changed
+    result = run_cli(
+        "nerfloc_plugins.scripts.localize_baseline", "--data", str(EXAMPLE), "--output-dir", str(out),
+        "--pairs", str(pairs), "--max-queries", "1", "--map-matching", "views", "--fresh",
+    )  # fmt: skip
     assert result.returncode != 0
     assert "no-such-frame.png" in result.stderr.strip().splitlines()[-1]
     assert (out / "metrics.json").is_file()  # the earlier run's files are kept

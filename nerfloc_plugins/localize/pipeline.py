@@ -506,9 +506,12 @@ def run_localization(
     pose_prior: Optional[PosePrior] = None,
     fallbacks: Sequence[Localizer] = (),
     queries: Optional[Sequence[PosedFrame]] = None,
+    journal=None,
 ) -> tuple[List[QueryResult], float]:
     """Localize every query of ``split`` (or ``queries``, e.g. pose-free images of ``--queries``);
-    returns the results and the prior-index build time.
+    returns the results and the prior-index build time.  ``journal``
+    (:class:`~nerfloc_plugins.localize.query_journal.QueryJournal`): queries it has are not run
+    again, each new result is recorded as it finishes.
 
     ``pose_prior`` replaces retrieval as the prior of a map-view localizer that renders;
     ``fallbacks`` (in order) localize the queries whose result so far fails ``config.cascade.accept``."""
@@ -532,7 +535,11 @@ def run_localization(
     with Progress(*columns) as progress:
         task = progress.add_task("localize", total=len(queries), median="")
         for frame in queries:
-            res = localize_with_cascade(stages, frame, config, refiner)
+            res = journal.finished(frame) if journal is not None else None
+            if res is None:
+                res = localize_with_cascade(stages, frame, config, refiner)
+                if journal is not None:
+                    journal.record(res)
             results.append(res)
             if frame.c2w is None:  # no ground truth: show how many are localized
                 errors_cm.append(0.0 if res.localized else float("inf"))

@@ -272,6 +272,11 @@ def write_report(
             name = "matches_" + results[idx].frame.name.replace("/", "__").rsplit(".", 1)[0] + ".png"
             save_png_atomically(image, plots / name)
             match_files.append(name)
+    # plots of an earlier run in this folder are not this run's: never leave them beside it
+    current = set(match_files) | {"trajectory.png", "error_cdf.png" if has_ground_truth(metrics) else ""}
+    for stale in plots.glob("*.png"):
+        if stale.name not in current:
+            stale.unlink()
     write_text_atomically(render_markdown(metrics, match_files, baseline_metrics), output_dir / "report.md")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -12,6 +13,7 @@ from rich.console import Console
 from nerfloc_plugins.data.query_images import QueryImagesConfig, load_query_frames
 from nerfloc_plugins.localize.localizer import Localizer, LocalizerKind, PosePrior
 from nerfloc_plugins.localize.pipeline import PipelineConfig, run_localization
+from nerfloc_plugins.localize.query_journal import QueryJournal, check_output_dir
 from nerfloc_plugins.localize.report import build_metrics, has_ground_truth, subset_table, summary_table, write_report
 
 CONSOLE = Console()
@@ -49,10 +51,15 @@ def localize_and_report(
     pose_prior: Optional[PosePrior] = None,
     fallbacks: Sequence[Localizer] = (),
     query_images: Optional[QueryImagesConfig] = None,
+    settings: Optional[str] = None,
+    fresh: bool = False,
 ) -> dict:
     """Localize the queries of ``split`` (or the pose-free images of ``query_images.queries``) and
     write poses, metrics, per-query CSV, report and plots; ``fallbacks``: the cascade's later
-    stages (see :func:`run_localization`)."""
+    stages (see :func:`run_localization`).  With ``settings`` (the command's options), finished
+    queries are journaled in ``OUTPUT/progress.jsonl`` and a rerun with the same settings resumes
+    (``fresh``: start over); Ctrl-C stops with one line and exit status 130, keeping them."""
+    check_output_dir(output_dir)
     baseline = read_metrics(baseline_metrics)
     queries = None
     if query_images is not None and query_images.queries is not None:
@@ -60,7 +67,19 @@ def localize_and_report(
         map_camera = map_frames[0].intrinsics if map_frames else None
         queries = load_query_frames(query_images, map_camera, output_dir)
         CONSOLE.print(f"{len(queries)} query images from {query_images.queries} (no ground truth)")
-    results, index_seconds = run_localization(localizer, config, split, max_queries, pose_prior, fallbacks, queries)
+    journal = None
+    if settings is not None:
+        journal = QueryJournal(output_dir, settings, fresh)
+        if journal.records:
+            CONSOLE.print(f"resuming: {len(journal.records)} finished queries kept from {journal.path}")
+    try:
+        results, index_seconds = run_localization(
+            localizer, config, split, max_queries, pose_prior, fallbacks, queries, journal
+        )
+    except KeyboardInterrupt:
+        kept = f"{len(journal.records)} finished queries kept in {journal.path}; " if journal else ""
+        print(f"interrupted: {kept}rerun the same command to resume", file=sys.stderr)
+        raise SystemExit(130) from None
     name = " -> ".join(
         [localizer.name + prior_label(localizer, config, pose_prior)]
         + [f.name + prior_label(f, config, None) for f in fallbacks]

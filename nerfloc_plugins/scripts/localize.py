@@ -20,7 +20,7 @@ from nerfloc_plugins.localize.pipeline import PipelineConfig
 from nerfloc_plugins.localize.run import localize_and_report
 from nerfloc_plugins.localize.specs import LocalizerSpec, build_localizer, discover_specs, spec_for_run
 from nerfloc_plugins.nerf.run_files import read_run_file
-from nerfloc_plugins.utils.cli import run_cli
+from nerfloc_plugins.utils.cli import run_cli, run_settings
 
 
 def option_field_name(spec: LocalizerSpec) -> str:
@@ -48,6 +48,8 @@ class LocalizeBase:
     """``metrics.json`` of ``ns-localize-baseline`` to show beside this method in report.md."""
     pose_free: Annotated[QueryImagesConfig, tyro.conf.arg(name="")] = field(default_factory=QueryImagesConfig)
     """Pose-free query images instead of the split (flat: ``--queries``, ``--camera``, ``--query-*``)."""
+    fresh: bool = False
+    """Start over in ``--output-dir`` instead of resuming the finished queries of ``progress.jsonl``."""
 
     specs: ClassVar[List[LocalizerSpec]] = []
     """The localizers this command knows (set by :func:`localize_command`)."""
@@ -86,6 +88,8 @@ class LocalizeBase:
             pose_prior=prior,
             fallbacks=[f for f in [self.fallback()] if f is not None],
             query_images=self.pose_free,
+            settings=run_settings(self),
+            fresh=self.fresh,
         )
 
 

@@ -21,7 +21,7 @@ from nerfloc_plugins.localize.pipeline import PipelineConfig
 from nerfloc_plugins.localize.retrieval import RetrievalConfig
 from nerfloc_plugins.localize.run import localize_and_report
 from nerfloc_plugins.localize.specs import build_localizer, discover_specs
-from nerfloc_plugins.utils.cli import run_cli
+from nerfloc_plugins.utils.cli import run_cli, run_settings
 
 CONSOLE = Console()
 
@@ -88,6 +88,8 @@ class LocalizeBaseline:
     """metrics.json of another run (e.g. the plain top-1 baseline) shown beside this one."""
     pose_free: Annotated[QueryImagesConfig, tyro.conf.arg(name="")] = field(default_factory=QueryImagesConfig)
     """Pose-free query images instead of the split (flat: ``--queries``, ``--camera``, ``--query-*``)."""
+    fresh: bool = False
+    """Start over in ``--output-dir`` instead of resuming the finished queries of ``progress.jsonl``."""
 
     def stages(self) -> tuple[Localizer, List[Localizer]]:
         """The first localizer and the cascade's fallbacks of ``--map-matching`` (and ``--cascade.fallback``)."""
@@ -120,6 +122,8 @@ class LocalizeBaseline:
             baseline_metrics=self.baseline_metrics,
             fallbacks=fallbacks,
             query_images=self.pose_free,
+            settings=run_settings(self),
+            fresh=self.fresh,
         )
 
 
