@@ -104,7 +104,6 @@ def time_rendering(renderer: FieldRenderer, frames: Sequence[PosedFrame], settin
 
 
 def speed_table(rows: Sequence[Dict]) -> str:
-    num = number
     lines = [
         "| sampling | s / view | rays / s | PSNR dB | PSNR vs run dB | depth error mm | depth vs run mm | GPU MiB |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -112,8 +111,8 @@ def speed_table(rows: Sequence[Dict]) -> str:
     for r in rows:
         lines.append(
             f"| {r['sampling']} | {r['s_per_view']:.2f} | {r['rays_per_s']:.0f} | {r['psnr_db']:.2f} | "
-            f"{r['psnr_vs_run_db']:.1f} | {num(r['median_depth_error_mm'], '.1f')} | "
-            f"{r['median_depth_vs_run_mm']:.1f} | {num(r['peak_gpu_mib'], '.0f')} |"
+            f"{r['psnr_vs_run_db']:.1f} | {number(r['median_depth_error_mm'], '.1f')} | "
+            f"{r['median_depth_vs_run_mm']:.1f} | {number(r['peak_gpu_mib'], '.0f')} |"
         )
     return "\n".join(lines)
 

@@ -120,8 +120,7 @@ class MapLocalizer:
         self.config = config
         self.fallbacks = list(fallbacks)
         self.stages, self.refiner = prepare_stages(localizer, config, pose_prior, self.fallbacks)
-        frames = localizer.map_frames()
-        self.map_camera = frames[0].intrinsics if frames else None
+        self.map_camera = localizer.map_camera()
         self._scratch = tempfile.TemporaryDirectory(prefix="nerfloc-api-")
         self._count = 0
 

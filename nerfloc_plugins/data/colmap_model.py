@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import List, Optional, Set, Tuple, Type
 
@@ -37,6 +38,7 @@ import numpy as np
 
 from nerfloc_plugins.data.frames import DatasetFormatError, Intrinsics, PosedFrame, format_error, image_size
 from nerfloc_plugins.data.posed_frames_dataparser import PosedFramesDataParser, PosedFramesDataParserConfig, Split
+from nerfloc_plugins.geometry.poses import invert_rigid
 from nerfloc_plugins.utils.atomic import atomic_path
 
 PINHOLE_MODELS = {"PINHOLE", "SIMPLE_PINHOLE"}
@@ -177,10 +179,11 @@ class ColmapDataParser(PosedFramesDataParser):
     """Reads a COLMAP sparse model (see module docstring)."""
 
     config: ColmapDataParserConfig
-    depth_invalid_values: tuple = (0.0,)
 
+    @cached_property
     def model_and_images(self):
-        """The pinhole reconstruction and its image folder (undistorted into the cache when needed)."""
+        """The pinhole reconstruction and its image folder (undistorted into the cache when needed);
+        read once per parser (every split asks for it)."""
         cfg = self.config
         model_dir, image_dir = cfg.data / cfg.model, cfg.data / cfg.images
         rec = read_reconstruction(model_dir)
@@ -208,7 +211,7 @@ class ColmapDataParser(PosedFramesDataParser):
         cfg = self.config
         if cfg.scale <= 0:
             raise ValueError(f"colmap-data --scale {cfg.scale}: expected metres per model unit > 0")
-        rec, image_dir = self.model_and_images()
+        rec, image_dir = self.model_and_images
         images = sorted(rec.images.values(), key=lambda im: im.name)
         queries = select_queries(
             [im.name for im in images], cfg.data, cfg.queries_list, cfg.query_prefix, cfg.test_every
@@ -230,7 +233,7 @@ class ColmapDataParser(PosedFramesDataParser):
                 )
             w2c = np.eye(4)
             w2c[:3] = image.cam_from_world().matrix()
-            c2w = np.linalg.inv(w2c)
+            c2w = invert_rigid(w2c)
             c2w[:3, 3] *= cfg.scale
             if cfg.depth_dir is not None:
                 depth = cfg.data / cfg.depth_dir / (Path(image.name).stem + ".png")

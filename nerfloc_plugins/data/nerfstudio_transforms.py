@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import List, Optional, Tuple, Type
 
@@ -42,7 +43,7 @@ from nerfloc_plugins.data.colmap_model import (
 from nerfloc_plugins.data.frames import DatasetFormatError, Intrinsics, PosedFrame, format_error, image_size
 from nerfloc_plugins.data.posed_frames_dataparser import PosedFramesDataParser, PosedFramesDataParserConfig, Split
 from nerfloc_plugins.geometry.poses import flip_opencv_opengl
-from nerfloc_plugins.utils.atomic import atomic_path
+from nerfloc_plugins.utils.atomic import save_png_atomically
 
 SUPPORTED_MODELS = {"OPENCV", "PINHOLE", "SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL"}
 CAMERA_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h")
@@ -117,7 +118,6 @@ class TransformsDataParser(PosedFramesDataParser):
     """Reads ``transforms.json`` (see module docstring)."""
 
     config: TransformsDataParserConfig
-    depth_invalid_values: tuple = (0.0,)
 
     def read_frames(self, split: Split) -> List[PosedFrame]:
         cfg = self.config
@@ -135,7 +135,7 @@ class TransformsDataParser(PosedFramesDataParser):
         has_depth = ["depth_file_path" in f for f in meta["frames"]]
         if any(has_depth) and not all(has_depth):
             raise format_error(path, "depth_file_path is given for some frames only (expected all or none)")
-        sfm = self.sfm_model() if not any(has_depth) else None
+        sfm = self.sfm_model if not any(has_depth) else None
         self.depth_unit_scale_factor = cfg.depth_unit if any(has_depth) else 1.0
         frames = []
         for index, (frame, name) in enumerate(zip(meta["frames"], names)):
@@ -165,8 +165,10 @@ class TransformsDataParser(PosedFramesDataParser):
             frames.append(PosedFrame(name, image, c2w, intr, depth))
         return frames
 
+    @cached_property
     def sfm_model(self):
-        """``(reconstruction, images by name, cache folder)`` of ``--colmap-model``, or None."""
+        """``(reconstruction, images by name, cache folder)`` of ``--colmap-model``, or None; read
+        once per parser (every split asks for it)."""
         cfg = self.config
         model_dir = cfg.data / cfg.colmap_model
         if not model_dir.is_dir():
@@ -203,7 +205,5 @@ class TransformsDataParser(PosedFramesDataParser):
                 rgb = np.asarray(img.convert("RGB"))
             K = intr.matrix()
             rgb = cv2.undistort(rgb, K, np.asarray(distortion), None, K)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(target) as tmp:
-                Image.fromarray(rgb).save(tmp, format="PNG")
+            save_png_atomically(rgb, target)
         return target

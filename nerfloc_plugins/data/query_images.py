@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 from nerfloc_plugins.data.frames import DatasetFormatError, Intrinsics, PosedFrame, format_error, image_size
-from nerfloc_plugins.utils.atomic import atomic_path
+from nerfloc_plugins.utils.atomic import save_png_atomically
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".m4v", ".webm"}
@@ -187,9 +187,7 @@ def pinhole_frame(
         rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
         intr = intr.scaled_to(width, height)
     target = work_dir / "queries" / (name.rsplit(".", 1)[0] + ".png")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target) as tmp:
-        Image.fromarray(rgb).save(tmp, format="PNG")
+    save_png_atomically(rgb, target)
     return PosedFrame(name, target, None, intr)
 
 

@@ -106,6 +106,12 @@ class Localizer(ABC):
         """Size of everything the map needs at localization time."""
         return 0
 
+    def map_camera(self) -> Optional[Intrinsics]:
+        """The mapping images' camera (the first mapping frame's): the default of query images
+        given without one; ``None`` for a map without frames."""
+        frames = self.map_frames()
+        return frames[0].intrinsics if frames else None
+
     def map_renderer(self) -> Optional["FieldRenderer"]:
         """The trained field this localizer's map is, when it has one (render-and-match
         refinement renders it); ``None`` otherwise."""

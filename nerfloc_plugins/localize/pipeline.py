@@ -482,9 +482,8 @@ def prepare_stages(
     for loc in (localizer, *fallbacks):
         renderer = loc.map_renderer()
         if renderer is not None:
-            for samples in (config.render.samples, config.render.band_samples):
-                if samples is not None:
-                    renderer.check_samples(samples)
+            if config.render.samples is not None or config.render.depth_guided:
+                renderer.check_sampling(config.render)
             renderer.sampling = config.render
     priors = None
     if localizer.kind is LocalizerKind.MATCHES_MAP_VIEWS:

@@ -59,17 +59,25 @@ def build_metrics(
     prior_index_seconds: float,
     extra: Optional[dict] = None,
 ) -> tuple[dict, List[QueryError]]:
+    common = {
+        "timings": stage_times(results),
+        "prior_index_build_s": prior_index_seconds,
+        "map_size_mb": map_size_bytes / 2**20,
+        "mean_inliers": float(np.mean([r.num_inliers for r in results])) if results else 0.0,
+    }
     if any(r.frame.c2w is None for r in results):
-        return metrics_without_ground_truth(results, method, scene, map_size_bytes, prior_index_seconds, extra), []
+        return {
+            "method": method,
+            "scene": scene,
+            **metrics_without_ground_truth(results),
+            **common,
+            **(extra or {}),
+        }, []
     estimates = {r.frame.name: r.w2c for r in results}
     gt = {r.frame.name: invert_rigid(r.frame.c2w) for r in results}
     errors = query_errors(estimates, gt)
     extra_thresholds = [CAMBRIDGE_THRESHOLDS[scene]] if scene in CAMBRIDGE_THRESHOLDS else []
-    metrics = {"method": method, "scene": scene, **summarize(errors, extra_thresholds)}
-    metrics["timings"] = stage_times(results)
-    metrics["prior_index_build_s"] = prior_index_seconds
-    metrics["map_size_mb"] = map_size_bytes / 2**20
-    metrics["mean_inliers"] = float(np.mean([r.num_inliers for r in results])) if results else 0.0
+    metrics = {"method": method, "scene": scene, **summarize(errors, extra_thresholds), **common}
     metrics["retrieval_recall"] = retrieval_recall(results)
     hard = hard_query_names([r.frame for r in results])
     if hard is not None:
@@ -82,16 +90,9 @@ def build_metrics(
     return metrics, errors
 
 
-def metrics_without_ground_truth(
-    results: Sequence[QueryResult],
-    method: str,
-    scene: str,
-    map_size_bytes: int,
-    prior_index_seconds: float,
-    extra: Optional[dict] = None,
-) -> dict:
+def metrics_without_ground_truth(results: Sequence[QueryResult]) -> dict:
     """What can be said of queries given without poses: how many were localized, with how many
-    inliers, at which reprojection error, and the time per stage."""
+    inliers, at which reprojection error (:func:`build_metrics` adds times and map size)."""
     localized = [r for r in results if r.localized]
 
     def stats(values) -> Dict[str, Optional[float]]:
@@ -100,9 +101,7 @@ def metrics_without_ground_truth(
             return {"mean": None, "median": None}
         return {"mean": float(np.mean(values)), "median": float(np.median(values))}
 
-    metrics = {
-        "method": method,
-        "scene": scene,
+    return {
         "ground_truth": False,
         "num_queries": len(results),
         "num_localized": len(localized),
@@ -110,14 +109,7 @@ def metrics_without_ground_truth(
         "inliers": stats([r.num_inliers for r in localized]),
         "inlier_ratio": stats([r.inlier_ratio for r in localized]),
         "reprojection_px": stats([r.reprojection_px for r in localized]),
-        "timings": stage_times(results),
-        "prior_index_build_s": prior_index_seconds,
-        "map_size_mb": map_size_bytes / 2**20,
-        "mean_inliers": float(np.mean([r.num_inliers for r in results])) if results else 0.0,
     }
-    if extra:
-        metrics.update(extra)
-    return metrics
 
 
 def has_ground_truth(metrics: dict) -> bool:
@@ -299,7 +291,6 @@ def summary_table(rows: Sequence[dict]) -> str:
 
 def localized_table(rows: Sequence[dict]) -> str:
     """Markdown table of runs without ground truth: localized queries, inliers, reprojection, time."""
-    num = number
     lines = [
         "| method | localized | median inliers | median inlier ratio | median reprojection px | ms/query |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -308,8 +299,8 @@ def localized_table(rows: Sequence[dict]) -> str:
         if has_ground_truth(m):
             continue
         lines.append(
-            f"| {m['method']} | {m['num_localized']}/{m['num_queries']} | {num(m['inliers']['median'], '.0f')} | "
-            f"{num(m['inlier_ratio']['median'], '.2f')} | {num(m['reprojection_px']['median'], '.2f')} | "
+            f"| {m['method']} | {m['num_localized']}/{m['num_queries']} | {number(m['inliers']['median'], '.0f')} | "
+            f"{number(m['inlier_ratio']['median'], '.2f')} | {number(m['reprojection_px']['median'], '.2f')} | "
             f"{1000 * m['timings']['total']['mean_s']:.0f} |"
         )
     return "\n".join(lines)

@@ -63,9 +63,7 @@ def localize_and_report(
     baseline = read_metrics(baseline_metrics)
     queries = None
     if query_images is not None and query_images.queries is not None:
-        map_frames = localizer.map_frames()
-        map_camera = map_frames[0].intrinsics if map_frames else None
-        queries = load_query_frames(query_images, map_camera, output_dir)
+        queries = load_query_frames(query_images, localizer.map_camera(), output_dir)
         CONSOLE.print(f"{len(queries)} query images from {query_images.queries} (no ground truth)")
     journal = None
     if settings is not None:

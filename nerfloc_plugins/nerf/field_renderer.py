@@ -95,6 +95,13 @@ class FieldRenderer:
             raise ValueError(f"samples per ray {tuple(samples)}: {type(self.model).__name__} has {expected}")
         return sampler
 
+    def check_sampling(self, sampling: RenderSampling) -> None:
+        """One-line ValueError unless every schedule of ``sampling`` fits this model."""
+        sampling.validate()
+        for samples in (sampling.samples, sampling.band_samples):
+            if samples is not None:
+                self.check_samples(samples)
+
     @torch.no_grad()
     def render(
         self,
@@ -110,7 +117,7 @@ class FieldRenderer:
         ray_scale = ray_length_per_unit_z(intrinsics.width, intrinsics.height, intrinsics.matrix())
         camera = self.camera(c2w, intrinsics)
         if sampling.depth_guided:
-            self.check_samples(sampling.band_samples)
+            self.check_sampling(sampling)  # before the coarse pass is spent
             coarse = self.render(
                 c2w, coarse_intrinsics(intrinsics, sampling.coarse_factor), sampling=RenderSampling(sampling.samples)
             )

@@ -13,9 +13,10 @@ render-and-match rounds, synthesised retrieval views).  Three ways to sample the
   occlusion edge's band holds both surfaces), widened by ``margin`` x depth + ``margin_m`` on
   each side.  The proposal networks still place the samples inside the band: sampling the
   field uniformly there is not reliable, because Nerfacto's field is only trained where the
-  proposals put samples and holds stray density in free space in front of surfaces
-  (benchmarks/render_speed.py: uniform 16 samples in a +-3 % band lose 2-4 dB of PSNR; the
-  proposals in a +-15 % band lose < 0.5 dB at 8 8 8 samples).
+  proposals put samples and holds stray density in free space in front of surfaces (measured on
+  a CPU-trained office map while choosing this design: 16 uniform field samples in a +-3 % band
+  lost 2-4 dB of PSNR; the proposals in a +-15 % band lose < 0.5 dB at 8 8 8 samples, the
+  latter reproduced by benchmarks/render_speed.py).
 
 Units: coarse depths are dataset-frame z-depths in metres; :meth:`FieldRenderer.render` converts
 bands to Nerfstudio ray distances (unit-length rays, the run's dataparser scale).
