@@ -7,10 +7,11 @@ NERFSTUDIO_VERSION := 1.1.5
 
 .PHONY: install demo demo-all test test-fast lint clean-demo
 
-$(STAMP): pyproject.toml requirements/runtime.txt requirements/dev.txt
+$(STAMP): pyproject.toml requirements/runtime.txt requirements/dev.txt requirements/no-deps.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements/runtime.txt -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements/no-deps.txt
 	$(BIN)/python -m pip install --quiet --no-deps nerfstudio==$(NERFSTUDIO_VERSION)
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)

@@ -118,8 +118,9 @@ def test_baseline_plus_render_match_in_the_pipeline(monkeypatch, tmp_path):
     assert [r["stage"] for r in rows] == ["classical-sift+render-match"] * 4
     assert all(int(r["render_match_iterations"]) >= 1 and float(r["t_render_match_s"]) > 0 for r in rows)
     # the report's match figure draws the refiner's matches on its own query keypoints
-    from nerfloc_plugins.localize.report import match_visualisation
+    from nerfloc_plugins.localize.report_plots import save_match_figure
 
-    for result in refined:
+    for k, result in enumerate(refined):
         assert result.matches[:, 0].max() < len(result.query.keypoints)
-        assert match_visualisation(result) is not None
+        assert save_match_figure(result, errors[k], "test", tmp_path / f"m{k}.png")
+        assert (tmp_path / f"m{k}.png").stat().st_size > 5000

@@ -10,7 +10,9 @@ Layout of a scene directory (e.g. ``KingsCollege/``)::
 (scalar first), OpenCV axes, metres.  The NVM stores one focal length per image (for
 ``nvm_image_width``-pixel-wide images, principal point at the centre, radial distortion
 ignored); it is rescaled to the stored image size.  Entries that cannot be used (missing
-image, non-finite or zero quaternion, as found in GreatCourt) are skipped with a warning.
+image, non-finite or zero quaternion, as found in GreatCourt): entries without a usable pose are
+skipped and counted by the dataset check; a missing image or focal length is a bad frame (an error
+unless ``--bad-frames skip``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from pathlib import Path
 from typing import Optional, Type
 
 import numpy as np
-from nerfstudio.utils.rich_utils import CONSOLE
 
 from nerfloc_plugins.data.frames import (
     DatasetFormatError,
@@ -34,6 +35,7 @@ from nerfloc_plugins.data.posed_frames_dataparser import (
     PosedFramesDataParserConfig,
     Split,
 )
+from nerfloc_plugins.data.text_files import read_lines
 from nerfloc_plugins.geometry.poses import c2w_from_w2c_qvec_and_center
 
 
@@ -52,49 +54,69 @@ class CambridgeDataParserConfig(PosedFramesDataParserConfig):
     """Cambridge has no depth maps."""
 
 
+FOCAL_HINT = "pass cambridge-data --focal F (pixels at --nvm-image-width) to do without it"
+
+
 def read_nvm_focals(path: Path) -> dict[str, float]:
     """Focal length per image stem from a VisualSfM ``.nvm`` file."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as err:
-        raise format_error(path, f"cannot read NVM model ({err.strerror}); pass --focal to skip it") from err
+    if not path.is_file():
+        raise format_error(path, f"NVM model not found; {FOCAL_HINT}")
+    lines = read_lines(path, f"NVM model ({FOCAL_HINT})")
     idx = 0
     while idx < len(lines) and (not lines[idx].strip() or lines[idx].strip().startswith("NVM")):
         idx += 1
     try:
         num_cameras = int(lines[idx].split()[0])
-    except (IndexError, ValueError) as err:
-        raise format_error(path, "expected the number of cameras after the NVM_V3 header", idx + 1) from err
+    except (IndexError, ValueError):
+        raise format_error(
+            path, f"expected the number of cameras after the NVM_V3 header; {FOCAL_HINT}", idx + 1
+        ) from None
     focals = {}
     for line_no in range(idx + 1, idx + 1 + num_cameras):
         if line_no >= len(lines):
             raise format_error(path, f"expected {num_cameras} camera lines, file ends early", line_no)
         parts = lines[line_no].split()
         try:
-            focals[Path(parts[0]).with_suffix("").as_posix()] = float(parts[1])
-        except (IndexError, ValueError) as err:
-            raise format_error(path, "expected 'name focal qw qx qy qz cx cy cz radial 0'", line_no + 1) from err
+            focal = float(parts[1])
+        except (IndexError, ValueError):
+            raise format_error(path, "expected 'name focal qw qx qy qz cx cy cz radial 0'", line_no + 1) from None
+        if np.isfinite(focal) and focal > 0:
+            focals[Path(parts[0]).with_suffix("").as_posix()] = focal
     return focals
 
 
-def read_pose_list(path: Path) -> list[tuple[str, np.ndarray, np.ndarray, int]]:
-    """``dataset_*.txt`` -> ``(name, centre xyz, w2c quaternion wxyz, line number)`` rows."""
+HEADER_LINES = 3
+"""Header lines of a Cambridge pose list ("Visual Landmark Dataset V1", the column names, blank)."""
+
+
+def parse_pose_row(line: str) -> Optional[tuple[str, np.ndarray]]:
+    """``name X Y Z W P Q R`` -> ``(name, 7 numbers)``, or ``None`` when the line is not one."""
+    parts = line.split()
+    if len(parts) != 8:
+        return None
     try:
-        lines = path.read_text().splitlines()
-    except OSError as err:
-        raise format_error(path, f"cannot read pose list ({err.strerror})") from err
+        return parts[0], np.array([float(v) for v in parts[1:]])
+    except ValueError:
+        return None
+
+
+def read_pose_list(path: Path) -> list[tuple[str, np.ndarray, np.ndarray, int]]:
+    """``dataset_*.txt`` -> ``(name, centre xyz, w2c quaternion wxyz, line number)`` rows.
+
+    The 3 header lines are recognised as lines that are not pose rows (a file saved without
+    them loses no row); every later non-blank line must be a pose row."""
+    lines = read_lines(path, "pose list ('name X Y Z W P Q R' lines)")
+    first = 0
+    while first < min(HEADER_LINES, len(lines)) and parse_pose_row(lines[first]) is None:
+        first += 1
     rows = []
-    for line_no, line in enumerate(lines[3:], start=4):
+    for line_no, line in enumerate(lines[first:], start=first + 1):
         if not line.strip():
             continue
-        parts = line.split()
-        if len(parts) != 8:
-            raise format_error(path, f"expected 'name X Y Z W P Q R', got {line.strip()!r}", line_no)
-        try:
-            values = np.array([float(v) for v in parts[1:]])
-        except ValueError as err:
-            raise format_error(path, f"expected 7 numbers after the name, got {line.strip()!r}", line_no) from err
-        rows.append((parts[0], values[:3], values[3:], line_no))
+        row = parse_pose_row(line)
+        if row is None:
+            raise format_error(path, f"expected 'name X Y Z W P Q R', got {line.strip()[:80]!r}", line_no)
+        rows.append((row[0], row[1][:3], row[1][3:], line_no))
     return rows
 
 
@@ -103,29 +125,38 @@ class CambridgeDataParser(PosedFramesDataParser):
     """Reads ``dataset_{train,test}.txt`` and focal lengths from the NVM model."""
 
     config: CambridgeDataParserConfig
+    layout: str = "cambridge-data"
+    skips_unknown_poses: bool = True
 
     def read_frames(self, split: Split) -> list[PosedFrame]:
         root = self.config.data
         list_path = root / ("dataset_train.txt" if split == "train" else "dataset_test.txt")
         focals = None if self.config.focal is not None else read_nvm_focals(root / self.config.nvm_file)
-        frames, skipped, size = [], [], None
+        if self.config.focal is not None and not (np.isfinite(self.config.focal) and self.config.focal > 0):
+            raise ValueError(f"cambridge-data --focal {self.config.focal}: expected a positive focal length in pixels")
+        frames, size = [], None
         for name, centre, qvec, line_no in read_pose_list(list_path):
             image_path = root / name
             usable = np.all(np.isfinite(centre)) and np.all(np.isfinite(qvec)) and np.linalg.norm(qvec) > 1e-6
+            c2w = c2w_from_w2c_qvec_and_center(qvec, centre) if usable else np.full((4, 4), np.nan)
             focal = self.config.focal if focals is None else focals.get(Path(name).with_suffix("").as_posix())
-            if not usable or focal is None or not image_path.exists():
-                skipped.append(f"{list_path.name}:{line_no}")
-                continue
-            if size is None:
-                size = image_size(image_path)
-            scale = size[0] / self.config.nvm_image_width
-            intrinsics = Intrinsics(focal * scale, focal * scale, size[0] / 2, size[1] / 2, size[0], size[1])
-            frames.append(PosedFrame(name, image_path, c2w_from_w2c_qvec_and_center(qvec, centre), intrinsics))
-        if skipped:
-            CONSOLE.print(
-                f"[yellow]cambridge-data: skipped {len(skipped)} unusable entries "
-                f"(missing image, bad pose or no focal), first: {skipped[0]}"
+            problems = (
+                ()
+                if focal is not None
+                else (f"no focal length for this image in {self.config.nvm_file}; {FOCAL_HINT}",)
+            )
+            if size is None and image_path.is_file():
+                try:
+                    size = image_size(image_path)
+                except DatasetFormatError:
+                    pass
+            width, height = size or (self.config.nvm_image_width, self.config.nvm_image_width * 3 // 4)
+            scale = width / self.config.nvm_image_width
+            f = (focal or 1.0) * scale
+            intrinsics = Intrinsics(f, f, width / 2, height / 2, width, height)
+            frames.append(
+                PosedFrame(name, image_path, c2w, intrinsics, pose_file=f"{list_path}:{line_no}", problems=problems)
             )
         if not frames:
-            raise DatasetFormatError(f"{list_path}: no usable entries")
+            raise format_error(list_path, "no pose rows (expected 'name X Y Z W P Q R' lines after 3 header lines)")
         return frames

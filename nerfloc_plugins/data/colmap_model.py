@@ -38,6 +38,7 @@ import numpy as np
 
 from nerfloc_plugins.data.frames import DatasetFormatError, Intrinsics, PosedFrame, format_error, image_size
 from nerfloc_plugins.data.posed_frames_dataparser import PosedFramesDataParser, PosedFramesDataParserConfig, Split
+from nerfloc_plugins.data.text_files import read_lines
 from nerfloc_plugins.geometry.poses import invert_rigid
 from nerfloc_plugins.utils.atomic import atomic_path
 
@@ -99,10 +100,7 @@ def select_queries(
     ``data``), else those starting with ``query_prefix``, else every ``test_every``-th by name."""
     if queries_list is not None:
         path = data / queries_list
-        try:
-            listed = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
-        except (OSError, UnicodeDecodeError) as err:
-            raise format_error(path, f"cannot read the query list ({err})") from None
+        listed = [line.split()[0] for line in read_lines(path, "query list (image names)") if line.strip()]
         unknown = sorted(set(listed) - set(names))
         if unknown:
             raise format_error(path, f"query {unknown[0]!r} is not an image of the dataset")
@@ -179,6 +177,7 @@ class ColmapDataParser(PosedFramesDataParser):
     """Reads a COLMAP sparse model (see module docstring)."""
 
     config: ColmapDataParserConfig
+    layout: str = "colmap-data"
 
     @cached_property
     def model_and_images(self):

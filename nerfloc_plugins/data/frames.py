@@ -11,21 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Set
+from typing import Iterable, Optional, Sequence, Set, Tuple
 
 import cv2
 import numpy as np
 from PIL import Image
 
-
-class DatasetFormatError(ValueError):
-    """A dataset file is missing or malformed; the message names the file (and line)."""
-
-
-def format_error(path: Path, problem: str, line: Optional[int] = None) -> DatasetFormatError:
-    """Build a one-line error naming ``path`` (and ``line``, 1-based) and what was expected."""
-    where = f"{path}:{line}" if line is not None else f"{path}"
-    return DatasetFormatError(f"{where}: {problem}")
+from nerfloc_plugins.data.errors import DatasetFormatError, format_error  # noqa: F401 (re-exported)
+from nerfloc_plugins.data.text_files import read_lines
 
 
 @dataclass(frozen=True)
@@ -68,6 +61,13 @@ class PosedFrame:
     """``None`` only for query images given without a pose (``--queries``: no ground truth)."""
     intrinsics: Intrinsics
     depth_path: Optional[Path] = None
+    """The frame's depth map where the dataset's layout puts it (it may be missing: the dataset
+    check reports a frame without its depth when other frames have theirs)."""
+    pose_file: Optional[str] = None
+    """Where the pose was read (``path`` or ``path:line``), for the dataset check's messages."""
+    problems: Tuple[str, ...] = ()
+    """Problems a parser found while reading this frame (e.g. no focal length for it); the dataset
+    check reports them with the others."""
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -80,77 +80,95 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 def with_actual_image_size(frames: Sequence[PosedFrame]) -> list[PosedFrame]:
-    """Rescale each frame's intrinsics to the stored size of its image.
+    """Rescale each frame's intrinsics to the stored size of its images.
 
-    Images of one dataset share a size, so the header of the first image of each distinct
-    nominal size is read once.
+    Images of one dataset share a size, so for each distinct nominal size the header of the first
+    readable image is read; unreadable images are left for the dataset check to report.
     """
-    cache: dict[tuple[int, int], tuple[int, int]] = {}
+    cache: dict[tuple[int, int], Optional[tuple[int, int]]] = {}
     out = []
     for frame in frames:
         key = (frame.intrinsics.width, frame.intrinsics.height)
-        if key not in cache:
-            cache[key] = image_size(frame.image_path)
-        width, height = cache[key]
-        if (width, height) != key:
-            frame = replace(frame, intrinsics=frame.intrinsics.scaled_to(width, height))
+        if cache.get(key) is None:
+            try:
+                cache[key] = image_size(frame.image_path)
+            except DatasetFormatError:
+                cache[key] = None
+        size = cache[key]
+        if size is not None and size != key:
+            frame = replace(frame, intrinsics=frame.intrinsics.scaled_to(*size))
         out.append(frame)
     return out
 
 
-def read_matrix_file(path: Path, rows: int = 4, cols: int = 4) -> Optional[np.ndarray]:
-    """Read a whitespace-separated ``rows`` x ``cols`` matrix.
-
-    Returns ``None`` when the file holds non-finite values (e.g. 12-Scenes ``INF`` poses);
-    raises :class:`DatasetFormatError` when it is missing or not a matrix of that shape.
-    """
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise format_error(path, f"cannot read pose file ({err.strerror})") from err
+def read_matrix_file(path: Path, rows: int = 4, cols: int = 4) -> np.ndarray:
+    """Read a whitespace-separated ``rows`` x ``cols`` matrix (values may be non-finite, e.g.
+    12-Scenes ``INF`` poses: the dataset check decides); raises :class:`DatasetFormatError` when
+    the file is missing, not text, or not a matrix of that shape."""
     values = []
-    for line_no, line in enumerate(text.splitlines(), start=1):
+    for line_no, line in enumerate(read_lines(path, "pose file"), start=1):
         if not line.strip():
             continue
         try:
-            values.append([float(v) for v in line.split()])
+            row = [float(v) for v in line.split()]
         except ValueError as err:
-            raise format_error(path, f"expected {cols} numbers per line, got {line.strip()!r}", line_no) from err
+            raise format_error(path, f"expected {cols} numbers per line, got {line.strip()[:80]!r}", line_no) from err
+        if len(row) != cols:
+            raise format_error(path, f"expected {cols} numbers per line, got {len(row)}", line_no)
+        values.append(row)
     mat = np.array(values, dtype=np.float64) if values else np.zeros((0, 0))
     if mat.shape != (rows, cols):
         raise format_error(path, f"expected a {rows}x{cols} matrix, got shape {mat.shape}")
-    if not np.all(np.isfinite(mat)):
-        return None
     return mat
+
+
+def pose_problem(c2w: np.ndarray, max_translation: float, atol: float = 1e-2) -> Optional[str]:
+    """Why ``c2w`` is not a usable camera-to-world pose, or ``None``: non-finite values, a rotation
+    that is not orthonormal with determinant +1, a camera centre farther than ``max_translation``."""
+    c2w = np.asarray(c2w, dtype=np.float64)
+    if c2w.shape != (4, 4):
+        return f"expected a 4x4 pose, got shape {c2w.shape}"
+    if not np.all(np.isfinite(c2w)):
+        return "pose is not finite (NaN or INF values)"
+    rot = c2w[:3, :3]
+    if not np.allclose(rot.T @ rot, np.eye(3), atol=atol) or np.linalg.det(rot) < 0:
+        return "pose rotation is not orthonormal (expected a rigid camera-to-world matrix)"
+    if np.max(np.abs(c2w[:3, 3])) > max_translation:
+        return (
+            f"camera centre {np.round(c2w[:3, 3], 3).tolist()} is beyond {max_translation:g} units (--max-translation)"
+        )
+    return None
 
 
 def check_rigid_c2w(c2w: np.ndarray, path: Path, line: Optional[int] = None, atol: float = 1e-2) -> np.ndarray:
     """Validate a 4x4 rigid pose read from ``path`` and re-orthonormalise its rotation."""
-    rot = c2w[:3, :3]
-    if not np.allclose(rot.T @ rot, np.eye(3), atol=atol) or np.linalg.det(rot) < 0:
-        raise format_error(path, "pose rotation is not orthonormal (expected a rigid camera-to-world matrix)", line)
-    u, _, vt = np.linalg.svd(rot)
-    out = c2w.copy()
+    problem = pose_problem(c2w, np.inf, atol)
+    if problem is not None:
+        raise format_error(path, problem, line)
+    return orthonormalised(c2w)
+
+
+def orthonormalised(c2w: np.ndarray) -> np.ndarray:
+    """``c2w`` with its rotation replaced by the nearest rotation and its last row ``0 0 0 1``."""
+    u, _, vt = np.linalg.svd(c2w[:3, :3])
+    out = np.array(c2w, dtype=np.float64)
     out[:3, :3] = u @ vt
     out[3] = [0.0, 0.0, 0.0, 1.0]
     return out
 
 
-def frame_from_pose_file(name: str, image_path: Path, intrinsics: Intrinsics) -> Optional[PosedFrame]:
+def frame_from_pose_file(name: str, image_path: Path, intrinsics: Intrinsics) -> PosedFrame:
     """Frame of the ``<stem>.color.*`` / ``<stem>.pose.txt`` / ``<stem>.depth.png`` convention
-    (7-Scenes, 12-Scenes): ``None`` when the pose is unknown (non-finite, e.g. ``INF``)."""
+    (7-Scenes, 12-Scenes); its pose (possibly non-finite: ``INF``) is checked by the dataset check."""
     stem = image_path.name.split(".")[0]
     pose_path = image_path.with_name(f"{stem}.pose.txt")
-    c2w = read_matrix_file(pose_path)
-    if c2w is None:
-        return None
-    depth_path = image_path.with_name(f"{stem}.depth.png")
     return PosedFrame(
         name=name,
         image_path=image_path,
-        c2w=check_rigid_c2w(c2w, pose_path),
+        c2w=read_matrix_file(pose_path),
         intrinsics=intrinsics,
-        depth_path=depth_path if depth_path.exists() else None,
+        depth_path=image_path.with_name(f"{stem}.depth.png"),
+        pose_file=str(pose_path),
     )
 
 
@@ -210,5 +228,5 @@ def hard_query_names(frames: Sequence[PosedFrame]) -> Optional[Set[str]]:
     for root in roots:
         path = Path(root) / HARD_QUERIES_FILE
         if path.is_file():
-            return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+            return {line.strip() for line in read_lines(path, "hard-queries list") if line.strip()}
     return None

@@ -14,7 +14,7 @@ from typing import Dict
 import torch
 from nerfstudio.data.datasets.base_dataset import InputDataset
 
-from nerfloc_plugins.data.frames import load_depth_meters
+from nerfloc_plugins.data.frames import DatasetFormatError, load_depth_meters
 
 NOT_A_NERFLOC_PARSER = (
     "nerfloc methods read nerfloc dataparsers (their poses map back to the capture's metric frame): "
@@ -30,7 +30,7 @@ class NerflocDataset(InputDataset):
 
     def __init__(self, dataparser_outputs, scale_factor: float = 1.0) -> None:
         if "frame_names" not in dataparser_outputs.metadata:
-            raise ValueError(NOT_A_NERFLOC_PARSER)
+            raise DatasetFormatError(NOT_A_NERFLOC_PARSER)
         super().__init__(dataparser_outputs, scale_factor)
 
     @property

@@ -42,6 +42,7 @@ from nerfloc_plugins.data.colmap_model import (
 )
 from nerfloc_plugins.data.frames import DatasetFormatError, Intrinsics, PosedFrame, format_error, image_size
 from nerfloc_plugins.data.posed_frames_dataparser import PosedFramesDataParser, PosedFramesDataParserConfig, Split
+from nerfloc_plugins.data.text_files import read_text
 from nerfloc_plugins.geometry.poses import flip_opencv_opengl
 from nerfloc_plugins.utils.atomic import save_png_atomically
 
@@ -73,13 +74,22 @@ class TransformsDataParserConfig(PosedFramesDataParserConfig):
 
 def read_transforms(path: Path) -> dict:
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise format_error(path, f"cannot read ({err.strerror}); expected ns-process-data's transforms.json") from None
-    except (ValueError, UnicodeDecodeError) as err:
-        raise format_error(path, f"not valid JSON ({err})") from None
+        meta = json.loads(read_text(path, "transforms.json (ns-process-data's output)"))
+    except DatasetFormatError:
+        raise
+    except (ValueError, RecursionError) as err:
+        raise format_error(path, f"not valid JSON ({str(err)[:200]})") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list) or not meta["frames"]:
         raise format_error(path, "expected an object with a non-empty 'frames' list")
+    for index, frame in enumerate(meta["frames"]):
+        if not isinstance(frame, dict):
+            raise format_error(path, f"frame {index}: expected an object, got {type(frame).__name__}")
+        for key in ("file_path", "depth_file_path"):
+            if key in frame and not isinstance(frame[key], str):
+                raise format_error(path, f"frame {index}: {key!r} must be a path string")
+    names = meta.get("test_filenames", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise format_error(path, "'test_filenames' must be a list of image paths")
     return meta
 
 
@@ -93,15 +103,18 @@ def frame_camera(meta: dict, frame: dict, path: Path, index: int) -> Tuple[Intri
             path, f"frame {index} ({frame.get('file_path')}): no {missing[0]!r} (expected {' '.join(CAMERA_KEYS)})"
         )
     model = merged.get("camera_model", "OPENCV")
-    if model not in SUPPORTED_MODELS:
+    if not isinstance(model, str) or model not in SUPPORTED_MODELS:
         raise format_error(
             path, f"camera_model {model!r}: nerfloc localizes pinhole images ({', '.join(sorted(SUPPORTED_MODELS))})"
         )
     try:
         intr = Intrinsics(*(float(merged[k]) for k in CAMERA_KEYS[:4]), int(merged["w"]), int(merged["h"]))
         distortion = tuple(float(merged.get(k, 0.0)) for k in ("k1", "k2", "p1", "p2", "k3"))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise format_error(path, f"frame {index}: camera values must be numbers") from None
+    values = [intr.fx, intr.fy, intr.cx, intr.cy, *distortion]
+    if not np.all(np.isfinite(values)) or min(intr.fx, intr.fy) <= 0 or min(intr.width, intr.height) <= 0:
+        raise format_error(path, f"frame {index}: expected positive focal lengths and size, finite camera values")
     return intr, distortion if any(distortion) else ()
 
 
@@ -109,7 +122,14 @@ def capture_from_transforms(meta: dict) -> np.ndarray:
     """4x4 map from the transforms file's world to the capture's (inverse ``applied_transform``)."""
     applied = np.eye(4)
     if "applied_transform" in meta:
-        applied[:3] = np.asarray(meta["applied_transform"], dtype=np.float64)
+        try:
+            applied[:3] = np.asarray(meta["applied_transform"], dtype=np.float64)[:3]
+            inverse = np.linalg.inv(applied)
+        except (TypeError, ValueError, np.linalg.LinAlgError):
+            inverse = None
+        if inverse is None or not np.isfinite(inverse).all():
+            raise DatasetFormatError("'applied_transform': expected an invertible 3x4 matrix of finite numbers")
+        return inverse
     return np.linalg.inv(applied)
 
 
@@ -118,6 +138,7 @@ class TransformsDataParser(PosedFramesDataParser):
     """Reads ``transforms.json`` (see module docstring)."""
 
     config: TransformsDataParserConfig
+    layout: str = "transforms-data"
 
     def read_frames(self, split: Split) -> List[PosedFrame]:
         cfg = self.config
@@ -125,8 +146,11 @@ class TransformsDataParser(PosedFramesDataParser):
             raise ValueError(f"transforms-data --scale {cfg.scale}: expected metres per capture unit > 0")
         path = cfg.data / cfg.transforms
         meta = read_transforms(path)
-        to_capture = capture_from_transforms(meta)
-        names = [Path(str(f.get("file_path", ""))).as_posix() if f.get("file_path") else "" for f in meta["frames"]]
+        try:
+            to_capture = capture_from_transforms(meta)
+        except DatasetFormatError as err:
+            raise format_error(path, str(err)) from None
+        names = [Path(f["file_path"]).as_posix() if f.get("file_path") else "" for f in meta["frames"]]
         if "test_filenames" in meta:
             queries = {str(Path(n)) for n in meta["test_filenames"]}
             queries = {n for n in names if str(Path(n)) in queries}

@@ -30,6 +30,7 @@ from nerfstudio.cameras.cameras import Cameras, CameraType
 from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserConfig, DataparserOutputs
 from nerfstudio.data.scene_box import SceneBox
 
+from nerfloc_plugins.data.dataset_check import BadFramePolicy, check_split
 from nerfloc_plugins.data.frames import PosedFrame, format_error, load_depth_meters, select_every
 from nerfloc_plugins.geometry.poses import DataparserTransform, flip_opencv_opengl
 from nerfloc_plugins.geometry.projection import depth_map_points
@@ -68,6 +69,11 @@ class PosedFramesDataParserConfig(DataParserConfig):
     """Use every n-th query frame."""
     max_test_frames: Optional[int] = None
     """Cap the number of query frames after striding."""
+    bad_frames: BadFramePolicy = "error"
+    """Frames failing the dataset check (unreadable or truncated image, bad pose, missing or odd
+    depth map): ``error`` lists them all and stops; ``skip`` leaves them out and reports how many."""
+    max_translation: float = 1e5
+    """Largest camera-centre coordinate accepted, in the dataset's units (catches corrupt poses)."""
 
 
 @dataclass
@@ -79,18 +85,46 @@ class PosedFramesDataParser(DataParser):
     """Metres per stored depth unit; set by subclasses."""
     depth_invalid_values: Tuple[float, ...] = (0.0,)
     """Raw depth values that mean "no reading"; set by subclasses."""
+    layout: str = "dataset"
+    """The parser's subcommand name (``sevenscenes-data``), for messages; set by subclasses."""
+    skips_unknown_poses: bool = False
+    """Whether non-finite poses are the layout's own "pose unknown" (skipped and reported, e.g.
+    12-Scenes ``INF``) rather than a bad frame; set by subclasses."""
 
     @abstractmethod
     def read_frames(self, split: Split) -> list[PosedFrame]:
         """All frames of ``split`` in dataset order; raise DatasetFormatError on bad files."""
 
     def frames(self, split: Split) -> list[PosedFrame]:
-        """Frames of ``split`` after the configured stride / cap."""
+        """Frames of ``split`` after the configured stride / cap, checked by the dataset check
+        (:mod:`~nerfloc_plugins.data.dataset_check`) once per parser."""
+        cache = self.__dict__.setdefault("_checked_frames", {})
+        if split not in cache:
+            cache[split] = self.check_frames(split, self.selected_frames(split))
+        return list(cache[split])
+
+    def selected_frames(self, split: Split) -> list[PosedFrame]:
+        """Frames of ``split`` as read, after the configured stride / cap (not yet checked)."""
         if not self.config.data.is_dir():
             raise format_error(self.config.data, "dataset directory does not exist")
         if split == "train":
             return select_every(self.read_frames("train"), self.config.train_stride, self.config.max_train_frames)
         return select_every(self.read_frames("test"), self.config.test_stride, self.config.max_test_frames)
+
+    def check_frames(self, split: Split, frames: list[PosedFrame]) -> list[PosedFrame]:
+        """The usable frames of ``split`` under the ``bad_frames`` policy."""
+        checked = check_split(
+            frames,
+            what=f"{self.layout} {self.config.data} {split}",
+            policy=self.config.bad_frames,
+            max_translation=self.config.max_translation,
+            depth_unit_scale=self.depth_unit_scale_factor,
+            depth_invalid_values=self.depth_invalid_values,
+            skip_unknown_poses=self.skips_unknown_poses,
+        )
+        if frames and not checked:
+            raise format_error(self.config.data, f"no usable {split} frames left after the dataset check")
+        return checked
 
     def depth_points(self, frames: list[PosedFrame], max_frames: int = 64, stride: int = 8) -> np.ndarray:
         """Dataset-frame 3D points ``(N, 3)`` seen by a subset of the frames' depth maps."""

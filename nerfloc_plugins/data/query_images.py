@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image
 
 from nerfloc_plugins.data.frames import DatasetFormatError, Intrinsics, PosedFrame, format_error, image_size
+from nerfloc_plugins.data.text_files import read_lines
 from nerfloc_plugins.utils.atomic import save_png_atomically
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -103,10 +104,7 @@ def parse_camera_line(tokens: Sequence[str], path: Path, line: int) -> QueryCame
 
 def read_query_list(path: Path, images: Path) -> List[Tuple[str, Path, Optional[QueryCamera]]]:
     """``(name, image path, camera or None)`` per line of an hloc query list (or a list of names)."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise format_error(path, "not UTF-8 text (expected a query list)") from None
+    lines = read_lines(path, "query list ('name MODEL W H params...' lines)")
     entries = []
     for number, text in enumerate(lines, 1):
         tokens = text.split()

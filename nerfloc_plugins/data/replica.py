@@ -24,7 +24,6 @@ import numpy as np
 from nerfloc_plugins.data.frames import (
     Intrinsics,
     PosedFrame,
-    check_rigid_c2w,
     format_error,
     with_actual_image_size,
 )
@@ -33,6 +32,7 @@ from nerfloc_plugins.data.posed_frames_dataparser import (
     PosedFramesDataParserConfig,
     Split,
 )
+from nerfloc_plugins.data.text_files import read_lines
 
 
 @dataclass
@@ -54,14 +54,10 @@ class ReplicaDataParserConfig(PosedFramesDataParserConfig):
     """Stored depth units per metre."""
 
 
-def read_trajectory(path: Path) -> list[np.ndarray]:
-    """``traj.txt`` -> list of 4x4 c2w matrices (one per line)."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as err:
-        raise format_error(path, f"cannot read trajectory ({err.strerror}); expected 16 numbers per line") from err
+def read_trajectory(path: Path) -> list[tuple[np.ndarray, int]]:
+    """``traj.txt`` -> ``(4x4 c2w, line number)`` per pose line (checked by the dataset check)."""
     poses = []
-    for line_no, line in enumerate(lines, start=1):
+    for line_no, line in enumerate(read_lines(path, "trajectory (16 numbers per line)"), start=1):
         if not line.strip():
             continue
         try:
@@ -70,7 +66,7 @@ def read_trajectory(path: Path) -> list[np.ndarray]:
             raise format_error(path, "expected 16 numbers (row-major 4x4 camera-to-world)", line_no) from err
         if values.size != 16:
             raise format_error(path, f"expected 16 numbers (row-major 4x4 camera-to-world), got {values.size}", line_no)
-        poses.append(check_rigid_c2w(values.reshape(4, 4), path, line_no))
+        poses.append((values.reshape(4, 4), line_no))
     return poses
 
 
@@ -79,27 +75,36 @@ class ReplicaDataParser(PosedFramesDataParser):
     """Reads one NICE-SLAM sequence (plus an optional query sequence)."""
 
     config: ReplicaDataParserConfig
+    layout: str = "replica-data"
 
     def _sequence(self, seq_dir: Path, name_prefix: str) -> list[PosedFrame]:
         cfg = self.config
         intrinsics = Intrinsics(cfg.fx, cfg.fy, cfg.cx, cfg.cy, cfg.intrinsics_width, cfg.intrinsics_height)
-        images = sorted((seq_dir / "results").glob("frame*.jpg")) + sorted((seq_dir / "results").glob("frame*.png"))
-        poses = read_trajectory(seq_dir / "traj.txt")
+        images = [
+            p
+            for p in sorted((seq_dir / "results").glob("frame*.jpg")) + sorted((seq_dir / "results").glob("frame*.png"))
+            if p.stem[len("frame") :].isdigit()
+        ]
+        traj = seq_dir / "traj.txt"
+        poses = read_trajectory(traj)
         if not images:
             raise format_error(seq_dir / "results", "no frameNNNNNN.jpg images")
-        if len(poses) < len(images):
-            raise format_error(seq_dir / "traj.txt", f"{len(poses)} poses for {len(images)} images")
         frames = []
         for image_path in images:
-            index = int(image_path.stem[len("frame") :])
-            depth_path = seq_dir / "results" / f"depth{image_path.stem[len('frame') :]}.png"
+            digits = image_path.stem[len("frame") :]
+            if int(digits) >= len(poses):
+                raise format_error(
+                    traj, f"{len(poses)} poses, but image {image_path.name} needs pose line {int(digits) + 1}"
+                )
+            c2w, line_no = poses[int(digits)]
             frames.append(
                 PosedFrame(
                     name=f"{name_prefix}results/{image_path.name}",
                     image_path=image_path,
-                    c2w=poses[index],
+                    c2w=c2w,
                     intrinsics=intrinsics,
-                    depth_path=depth_path if depth_path.exists() else None,
+                    depth_path=seq_dir / "results" / f"depth{digits}.png",
+                    pose_file=f"{traj}:{line_no}",
                 )
             )
         return with_actual_image_size(frames)

@@ -32,6 +32,7 @@ from nerfloc_plugins.data.posed_frames_dataparser import (
     PosedFramesDataParserConfig,
     Split,
 )
+from nerfloc_plugins.data.text_files import read_lines
 
 _SEQUENCE_LINE = re.compile(r"^sequence\s*(\d+)$", re.IGNORECASE)
 
@@ -57,19 +58,20 @@ class SevenScenesDataParserConfig(PosedFramesDataParserConfig):
 
 def read_split_file(path: Path) -> list[str]:
     """``TrainSplit.txt`` / ``TestSplit.txt`` -> sequence folder names (``seq-0N``)."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as err:
-        raise format_error(path, f"cannot read split file ({err.strerror}); expected lines 'sequenceN'") from err
-    folders = []
-    for line_no, line in enumerate(lines, start=1):
+    folders: dict = {}
+    for line_no, line in enumerate(read_lines(path, "split file (lines 'sequenceN')"), start=1):
         if not line.strip():
             continue
         match = _SEQUENCE_LINE.match(line.strip())
         if match is None:
-            raise format_error(path, f"expected a line 'sequenceN', got {line.strip()!r}", line_no)
-        folders.append(f"seq-{int(match.group(1)):02d}")
-    return folders
+            raise format_error(path, f"expected a line 'sequenceN', got {line.strip()[:80]!r}", line_no)
+        folder = f"seq-{int(match.group(1)):02d}"
+        if folder in folders:
+            raise format_error(path, f"{line.strip()!r} is listed twice (first at line {folders[folder]})", line_no)
+        folders[folder] = line_no
+    if not folders:
+        raise format_error(path, "lists no sequence (expected lines 'sequenceN')")
+    return list(folders)
 
 
 @dataclass
@@ -79,6 +81,7 @@ class SevenScenesDataParser(PosedFramesDataParser):
     config: SevenScenesDataParserConfig
     depth_unit_scale_factor: float = 1e-3
     depth_invalid_values: tuple = (0.0, 65535.0)
+    layout: str = "sevenscenes-data"
 
     def read_frames(self, split: Split) -> list[PosedFrame]:
         root = self.config.data
@@ -90,10 +93,8 @@ class SevenScenesDataParser(PosedFramesDataParser):
             seq_dir = root / folder
             if not seq_dir.is_dir():
                 raise format_error(split_file, f"sequence folder {seq_dir} does not exist")
-            for image_path in sorted(seq_dir.glob("frame-*.color.png")):
-                frame = frame_from_pose_file(f"{folder}/{image_path.name}", image_path, intrinsics)
-                if frame is not None:
-                    frames.append(frame)
-            if not any(f.name.startswith(folder + "/") for f in frames):
-                raise format_error(seq_dir, "no frame-*.color.png images with valid poses")
+            images = sorted(seq_dir.glob("frame-*.color.png"))
+            if not images:
+                raise format_error(seq_dir, "no frame-*.color.png images")
+            frames += [frame_from_pose_file(f"{folder}/{p.name}", p, intrinsics) for p in images]
         return with_actual_image_size(frames)

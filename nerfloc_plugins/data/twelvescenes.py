@@ -9,7 +9,7 @@ Layout of a scene directory (e.g. ``apt1/kitchen/``)::
     data/frame-000000.color.jpg, .depth.png (uint16, units of 1/m_depthShift m),
     data/frame-000000.pose.txt (4x4 camera-to-world, OpenCV axes; "INF" = lost tracking)
 
-Frames whose pose file holds INF values are skipped.
+Frames whose pose file holds INF values (lost tracking) are skipped and counted by the dataset check.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from nerfloc_plugins.data.posed_frames_dataparser import (
     PosedFramesDataParserConfig,
     Split,
 )
+from nerfloc_plugins.data.text_files import read_lines
 
 _FRAME_INDEX = re.compile(r"frame-(\d+)\.color\.\w+$")
 
@@ -49,10 +50,7 @@ def read_info(root: Path) -> tuple[Intrinsics, float]:
     path = root / "info.txt"
     if not path.exists() and (root / "data" / "info.txt").exists():
         path = root / "data" / "info.txt"
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as err:
-        raise format_error(path, f"cannot read ({err.strerror}); expected 'key = value' lines") from err
+    lines = read_lines(path, "calibration file ('key = value' lines)")
     info: dict[str, tuple[str, int]] = {}
     for line_no, line in enumerate(lines, start=1):
         if "=" in line:
@@ -69,21 +67,32 @@ def read_info(root: Path) -> tuple[Intrinsics, float]:
             raise format_error(path, f"'{key}' must be numbers, got {value!r}", line_no) from err
         if len(numbers) != count:
             raise format_error(path, f"'{key}' must have {count} numbers, got {len(numbers)}", line_no)
+        if not all(np.isfinite(numbers)):
+            raise format_error(path, f"'{key}' must be finite numbers, got {value!r}", line_no)
         return numbers
 
+    def positive(key: str) -> float:
+        number = number_list(key, 1)[0]
+        if number <= 0:
+            raise format_error(path, f"'{key}' must be positive, got {number:g}", info[key][1])
+        return number
+
     k = np.array(number_list("m_calibrationColorIntrinsic", 16)).reshape(4, 4)
-    width = int(number_list("m_colorWidth", 1)[0])
-    height = int(number_list("m_colorHeight", 1)[0])
-    depth_shift = number_list("m_depthShift", 1)[0] if "m_depthShift" in info else 1000.0
+    width = int(positive("m_colorWidth"))
+    height = int(positive("m_colorHeight"))
+    depth_shift = positive("m_depthShift") if "m_depthShift" in info else 1000.0
+    if k[0, 0] <= 0 or k[1, 1] <= 0:
+        raise format_error(
+            path,
+            "'m_calibrationColorIntrinsic' must have positive focal lengths",
+            info["m_calibrationColorIntrinsic"][1],
+        )
     return Intrinsics(k[0, 0], k[1, 1], k[0, 2], k[1, 2], width, height), 1.0 / depth_shift
 
 
 def read_test_range(path: Path) -> tuple[int, int]:
     """Inclusive frame-index range of the first sequence (the test split) from ``split.txt``."""
-    try:
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-    except OSError as err:
-        raise format_error(path, f"cannot read ({err.strerror}); expected 'sequence0 [frames=N] ...' lines") from err
+    lines = [line for line in read_lines(path, "split file ('sequence0 [frames=N] ...' lines)") if line.strip()]
     if not lines:
         raise format_error(path, "empty; expected 'sequence0 [frames=N] [start=S ; end=E]'")
     first = lines[0]
@@ -101,13 +110,15 @@ class TwelveScenesDataParser(PosedFramesDataParser):
     """Reads ``data/`` frames; the first sequence in ``split.txt`` is the query split."""
 
     config: TwelveScenesDataParserConfig
+    layout: str = "twelvescenes-data"
+    skips_unknown_poses: bool = True
 
     def read_frames(self, split: Split) -> list[PosedFrame]:
         root = self.config.data
         intrinsics, self.depth_unit_scale_factor = read_info(root)
         first, last = read_test_range(root / "split.txt")
         data_dir = root / "data"
-        images = sorted(data_dir.glob("frame-*.color.*"))
+        images = sorted(p for p in data_dir.glob("frame-*.color.*") if _FRAME_INDEX.search(p.name))
         if not images:
             raise format_error(data_dir, "no frame-*.color.* images")
         frames = []
@@ -115,7 +126,5 @@ class TwelveScenesDataParser(PosedFramesDataParser):
             index = int(_FRAME_INDEX.search(image_path.name).group(1))
             if (first <= index <= last) != (split == "test"):
                 continue
-            frame = frame_from_pose_file(f"data/{image_path.name}", image_path, intrinsics)
-            if frame is not None:
-                frames.append(frame)
+            frames.append(frame_from_pose_file(f"data/{image_path.name}", image_path, intrinsics))
         return with_actual_image_size(frames)

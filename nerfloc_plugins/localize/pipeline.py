@@ -25,9 +25,10 @@ from typing import Dict, Iterator, List, Optional, Sequence
 import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from typing_extensions import Annotated
 
 from nerfloc_plugins.data.frames import PosedFrame
-from nerfloc_plugins.data.hloc_files import read_pairs
+from nerfloc_plugins.data.hloc_files import check_pairs_cover, read_pairs
 from nerfloc_plugins.features.feature_matcher import LocalFeatureMatcher
 from nerfloc_plugins.geometry.pose_errors import pose_error
 from nerfloc_plugins.geometry.poses import invert_rigid
@@ -50,13 +51,14 @@ from nerfloc_plugins.localize.retrieval import RetrievalConfig, VladIndex
 from nerfloc_plugins.localize.synthesized_views import SynthesizedView, synthesize_views
 from nerfloc_plugins.nerf.field_renderer import FieldRenderer
 from nerfloc_plugins.nerf.render_sampling import RenderSampling
+from nerfloc_plugins.utils.option_ranges import NON_NEGATIVE
 
 STAGES = ("prior", "features", "regress", "render", "match", "verify", "pnp", "refine", "render_match")
 
 
 @dataclass
 class RefineConfig:
-    iterations: int = 2
+    iterations: Annotated[int, NON_NEGATIVE] = 2
     """Extra render -> match -> PnP rounds from the current estimate (maps that render at any
     pose; the classical baseline has none)."""
     tolerance_cm: float = 0.1
@@ -521,7 +523,16 @@ def run_localization(
     if not given:
         for fallback in fallbacks:
             check_same_queries(localizer, fallback, queries, split)
+    if max_queries is not None and max_queries < 1:
+        raise ValueError(f"--max-queries {max_queries}: expected a number >= 1 (omit it for every query)")
     stages, refiner = prepare_stages(localizer, config, pose_prior, fallbacks)
+    for _, priors in stages:
+        if priors is not None and priors.pairs is not None:
+            covered = check_pairs_cover(priors.pairs, [q.name for q in queries], config.pairs)
+            if covered < len(queries):
+                print(
+                    f"warning: {config.pairs}: no pairs for {len(queries) - covered} of {len(queries)} queries (they fail)"
+                )
     results: List[QueryResult] = []
     errors_cm: List[float] = []
     columns = [

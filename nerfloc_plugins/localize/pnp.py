@@ -12,20 +12,22 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 import numpy as np
+from typing_extensions import Annotated
 
 from nerfloc_plugins.data.frames import Intrinsics
+from nerfloc_plugins.utils.option_ranges import COUNT, POSITIVE, AtLeast, Between
 
 
 @dataclass
 class PnPConfig:
     solver: Literal["poselib", "pycolmap"] = "poselib"
-    threshold_px: float = 8.0
+    threshold_px: Annotated[float, POSITIVE] = 8.0
     """RANSAC inlier threshold in pixels at ``threshold_reference_width``."""
-    threshold_reference_width: int = 640
-    min_inliers: int = 6
-    max_iterations: int = 10000
-    min_iterations: int = 100
-    success_prob: float = 0.9999
+    threshold_reference_width: Annotated[int, COUNT] = 640
+    min_inliers: Annotated[int, AtLeast(3)] = 6
+    max_iterations: Annotated[int, COUNT] = 10000
+    min_iterations: Annotated[int, COUNT] = 100
+    success_prob: Annotated[float, Between(0, 1, exclusive=True)] = 0.9999
 
 
 @dataclass

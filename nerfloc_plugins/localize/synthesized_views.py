@@ -105,7 +105,7 @@ def synthesize_views(
     if not poses:
         return []
     camera = map_frames[0]
-    cache_dir = Path(renderer.config.get_base_dir()) / "synthesized_views"
+    cache_dir = renderer.run_dir / "synthesized_views"
     cache = cache_dir / f"{cache_key(poses, camera, config.sampling, str(renderer.checkpoint))}.npz"
     frames = [
         replace(camera, name=f"{SYNTHESIZED_PREFIX}{i:06d}", image_path=Path(), depth_path=None, c2w=c2w)

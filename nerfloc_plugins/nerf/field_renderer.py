@@ -16,11 +16,12 @@ import torch
 from nerfstudio.cameras.cameras import Cameras, CameraType
 from torch import Tensor
 
-from nerfloc_plugins.data.frames import Intrinsics, PosedFrame
+from nerfloc_plugins.data.frames import Intrinsics, PosedFrame, format_error
 from nerfloc_plugins.geometry.poses import DataparserTransform, flip_opencv_opengl
 from nerfloc_plugins.geometry.projection import ray_length_per_unit_z
 from nerfloc_plugins.geometry.rays import ray_bundle
 from nerfloc_plugins.nerf.render_sampling import RenderSampling, coarse_intrinsics, depth_bands
+from nerfloc_plugins.nerf.run_files import load_run
 from nerfloc_plugins.utils.parameters import parameter_bytes
 
 
@@ -29,26 +30,22 @@ class FieldRenderer:
 
     def __init__(self, load_config: Path) -> None:
         load_config = Path(load_config)
-        if not load_config.is_file():
-            raise FileNotFoundError(f"{load_config}: config file not found (expected ns-train's config.yml)")
-        # imported here: eval_utils imports nerfstudio's method registry, which imports the
-        # plugins' method configs (including ones that import this module)
-        from nerfstudio.utils.eval_utils import eval_setup
-
-        self.config, self.pipeline, self.checkpoint, self.step = eval_setup(load_config, test_mode="inference")
+        self.run_dir = load_config.parent
+        """The run's folder (where its config.yml is now, wherever it was trained)."""
+        self.config, self.pipeline, self.checkpoint, self.step = load_run(load_config)
         self.model = self.pipeline.model
         self.model.eval()
         for param in self.model.parameters():
             param.requires_grad_(False)
         self.device = self.pipeline.device
-        transforms = self.config.get_base_dir() / "dataparser_transforms.json"
+        transforms = self.run_dir / "dataparser_transforms.json"
         self.transform = DataparserTransform.from_json(transforms)
         self.parser = self.config.pipeline.datamanager.dataparser.setup()
         if not hasattr(self.parser, "frames"):
             from nerfloc_plugins.data.nerfloc_dataset import NOT_A_NERFLOC_PARSER
 
             name = type(self.config.pipeline.datamanager.dataparser).__name__
-            raise ValueError(f"{load_config}: trained with {name}; {NOT_A_NERFLOC_PARSER}")
+            raise format_error(load_config, f"trained with {name}; {NOT_A_NERFLOC_PARSER}")
         self.sampling = RenderSampling()
         """How :meth:`render` samples rays when a call gives no ``sampling`` (the run's schedule)."""
 

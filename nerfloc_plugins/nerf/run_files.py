@@ -7,31 +7,143 @@ current layout name old paths, which :mod:`nerfloc_plugins.legacy_modules` keeps
 
 from __future__ import annotations
 
+import os
+import re
+import zipfile
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Tuple
 
 import torch
 import yaml
 from nerfstudio.engine.trainer import TrainerConfig
 
+from nerfloc_plugins.data.errors import format_error
+from nerfloc_plugins.data.text_files import read_text
+
+CHECKPOINT_NAME = re.compile(r"^step-(\d+)\.ckpt$")
+"""Nerfstudio's checkpoint file name; other files in ``nerfstudio_models/`` are ignored."""
+
 
 def read_run_file(path: Path) -> Any:
     """The object in a run file (no checkpoint is read)."""
     path = Path(path)
+    if path.is_dir() and (path / "config.yml").is_file():
+        raise FileNotFoundError(f"{path}: a run folder; pass its config.yml ({path / 'config.yml'})")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: config file not found (expected ns-train's config.yml)")
+    text = read_text(path, "run file (ns-train's config.yml)")
     try:
-        return yaml.load(path.read_text(), Loader=yaml.Loader)
+        return yaml.load(text, Loader=yaml.Loader)
     except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not a readable run file ({str(err).splitlines()[0]})") from None
+        raise format_error(path, f"not a readable run file (YAML: {str(err).splitlines()[0]})") from None
+    except (ImportError, AttributeError, TypeError, ValueError) as err:
+        raise format_error(path, f"not a readable run file ({type(err).__name__}: {str(err)[:160]})") from None
 
 
 def read_run_config(load_config: Path) -> TrainerConfig:
-    """The object in a run's ``config.yml`` (no checkpoint is read)."""
+    """The object in a run's ``config.yml`` (no checkpoint is read), with its paths relocated to
+    where the file is now (see :func:`relocate`)."""
     config = read_run_file(load_config)
     if not isinstance(config, TrainerConfig):
-        raise ValueError(f"{load_config}: not an ns-train config.yml")
+        raise format_error(load_config, "not an ns-train config.yml (expected a TrainerConfig)")
+    return relocate(config, Path(load_config))
+
+
+def checkpoint_dir(load_config: Path, config: TrainerConfig) -> Path:
+    """The run's ``nerfstudio_models/``, beside its ``config.yml`` wherever the run folder is now."""
+    relative = Path(config.relative_model_dir)
+    return relative if relative.is_absolute() else Path(load_config).parent / relative
+
+
+def latest_checkpoint(load_config: Path, config: TrainerConfig) -> Tuple[int, Path]:
+    """``(step, path)`` of the newest ``step-N.ckpt`` of the run (other files, such as the
+    temporary file of a killed save, are ignored); the file is checked to be a complete
+    checkpoint (its zip directory opens), so a truncated one fails here in one line."""
+    folder = checkpoint_dir(load_config, config)
+    if not folder.is_dir():
+        raise format_error(load_config, f"no checkpoint folder {folder} (did training save one?)")
+    found = sorted((int(m.group(1)), folder / m.group(0)) for m in map(CHECKPOINT_NAME.match, os.listdir(folder)) if m)
+    if not found:
+        others = ", ".join(sorted(os.listdir(folder))[:5]) or "nothing"
+        raise format_error(folder, f"no step-N.ckpt checkpoint (found {others}; did training save one?)")
+    step, path = found[-1]
+    check_checkpoint_file(path)
+    return step, path
+
+
+def check_checkpoint_file(path: Path) -> None:
+    """A torch checkpoint is a zip archive: a truncated or foreign file has no readable directory."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError) as err:
+        raise format_error(
+            path,
+            f"not a complete torch checkpoint ({err}); a killed save or a copy cut short? delete it to load an older one",
+        ) from None
+
+
+dataset_override: ContextVar[Optional[Path]] = ContextVar("dataset_override", default=None)
+"""The dataset folder ``ns-localize --data`` points the loaded run (and the runs it was trained
+on) at; ``None``: the stored path, relocated."""
+
+
+def relocate(config: TrainerConfig, load_config: Path, data: Optional[Path] = None) -> TrainerConfig:
+    """Point a run's config at where its files are now.
+
+    * checkpoints: ``nerfstudio_models/`` beside this ``config.yml`` (a moved or copied run loads
+      its own weights, never the original's);
+    * its dataset (``pipeline.datamanager.data``): ``data`` (default :data:`dataset_override`,
+      set by ``ns-localize --data``) when given (a
+      run trained on a frozen run keeps its reference and the frozen run gets ``data`` when loaded);
+      else, when the stored path no longer exists, the same path relative to the run folder as at
+      training time (a run and the dataset or frozen run it names, moved together)."""
+    load_config = Path(load_config)
+    data = data if data is not None else dataset_override.get()
+    stored_base = Path(config.get_base_dir())
+    config.relative_model_dir = checkpoint_dir(load_config, config).absolute()
+    datamanager = config.pipeline.datamanager
+    dataparser = getattr(datamanager, "dataparser", None)
+    parser_has_data = dataparser is not None and hasattr(dataparser, "data")
+    stored = getattr(datamanager, "data", None)
+    if stored is None and parser_has_data:
+        stored = dataparser.data  # ns-train METHOD sevenscenes-data --data DIR stores it here
+    new = None
+    names_a_run = stored is not None and Path(stored).suffix in (".yml", ".yaml")
+    if data is not None and not names_a_run:
+        new = Path(data)
+        if not new.is_dir():
+            raise format_error(new, "--data: dataset folder not found")
+    elif stored is not None and not Path(stored).exists():
+        candidate = load_config.parent / os.path.relpath(Path(stored).absolute(), stored_base.absolute())
+        if candidate.exists():
+            new = candidate.resolve()
+    if new is not None and getattr(datamanager, "data", None) is not None:
+        datamanager.data = new
+    if new is not None and parser_has_data:
+        dataparser.data = new
+    elif parser_has_data and getattr(datamanager, "data", None) is not None and not names_a_run:
+        dataparser.data = Path(datamanager.data)  # what Nerfstudio's datamanager does when set up
     return config
+
+
+def load_run(load_config: Path, test_mode: str = "inference", data: Optional[Path] = None):
+    """Nerfstudio's ``eval_setup`` of a run, relocated (:func:`relocate`) and loading the newest
+    complete ``step-N.ckpt`` (:func:`latest_checkpoint`) whatever else ``nerfstudio_models/`` holds;
+    returns ``(config, pipeline, checkpoint path, step)``."""
+    load_config = Path(load_config)
+    read_run_config(load_config)  # one-line errors for a missing / unreadable / foreign file
+    # imported here: eval_utils imports nerfstudio's method registry, which imports the plugins'
+    # method configs (including ones that import this module)
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    def update(config: TrainerConfig) -> TrainerConfig:
+        config = relocate(config, load_config, data)
+        config.load_step, _ = latest_checkpoint(load_config, config)
+        return config
+
+    return eval_setup(load_config, test_mode=test_mode, update_config_callback=update)
 
 
 def load_trained_state(load_config: Path) -> tuple[TrainerConfig, dict]:
@@ -39,9 +151,9 @@ def load_trained_state(load_config: Path) -> tuple[TrainerConfig, dict]:
     (loaded weights-only, on the CPU), without setting the pipeline up."""
     load_config = Path(load_config)
     config = read_run_config(load_config)
-    ckpt_dir = load_config.parent / config.relative_model_dir
-    checkpoints = sorted(ckpt_dir.glob("step-*.ckpt"))
-    if not checkpoints:
-        raise FileNotFoundError(f"{load_config}: no checkpoint in {ckpt_dir} (did training save one?)")
-    state = torch.load(checkpoints[-1], map_location="cpu", weights_only=True)
+    _, path = latest_checkpoint(load_config, config)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise format_error(path, f"cannot load checkpoint ({str(err).splitlines()[0][:160]})") from None
     return config, state["pipeline"]

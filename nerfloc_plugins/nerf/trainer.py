@@ -4,11 +4,13 @@ Nerfstudio's trainer stores learning rates computed by its schedulers as NumPy s
 which ``torch.load`` refuses by default since torch 2.6.  :class:`NerflocTrainer` converts
 every NumPy value to plain Python/tensor data before saving, so ``ns-eval``, ``ns-render``,
 ``ns-viewer`` and nerfloc's tools load its checkpoints with the safe default.  Checkpoints
-are written atomically (temporary file, then rename).
+are written atomically (temporary file outside the checkpoint folder, then rename).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Type
@@ -18,7 +20,8 @@ import torch
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from nerfstudio.utils.decorators import check_main_thread
 
-from nerfloc_plugins.utils.atomic import atomic_path
+from nerfloc_plugins.data.errors import DatasetFormatError
+from nerfloc_plugins.nerf.run_files import CHECKPOINT_NAME
 
 
 def to_weights_only_safe(value: Any) -> Any:
@@ -50,9 +53,42 @@ class NerflocTrainerConfig(TrainerConfig):
 
 
 class NerflocTrainer(Trainer):
-    """Nerfstudio trainer with weights-only-safe, atomically written checkpoints."""
+    """Nerfstudio trainer with weights-only-safe checkpoints that a killed save cannot break, one-line
+    dataset errors, and a Ctrl-C that saves the step reached and exits with status 130.
+
+    * A checkpoint is written to ``.step-N.ckpt.tmp`` in the run folder, **outside**
+      ``nerfstudio_models/`` (whose every file Nerfstudio's loaders parse as ``step-N.ckpt``), then
+      renamed into it; a temporary file left by a killed save is removed when training starts.
+    * ``--load-dir`` resumes from the newest complete ``step-N.ckpt`` whatever else the folder holds.
+    * A :class:`~nerfloc_plugins.data.errors.DatasetFormatError` raised while the pipeline is set
+      up (the dataset check, a parser) ends the command with its one line (``NERFLOC_TRACEBACK=1``
+      keeps the traceback)."""
 
     config: NerflocTrainerConfig
+
+    def setup(self, test_mode: str = "val") -> None:
+        for stale in list(self.base_dir.glob(".step-*.ckpt.tmp")) + list(self.checkpoint_dir.glob(".step-*.tmp.ckpt")):
+            stale.unlink()
+        if self.config.load_dir is not None and self.config.load_step is None:
+            self.config.load_step = newest_checkpoint_step(Path(self.config.load_dir))
+        try:
+            super().setup(test_mode=test_mode)
+        except DatasetFormatError as err:
+            if os.environ.get("NERFLOC_TRACEBACK"):
+                raise
+            raise SystemExit(f"error: {err}") from None
+
+    def train(self) -> None:
+        try:
+            super().train()
+        except KeyboardInterrupt:
+            if self.step > self._start_step:
+                self.save_checkpoint(self.step)
+                where = f"checkpoint of step {self.step} saved in {self.checkpoint_dir}; resume with --load-dir"
+            else:
+                where = "no step finished, nothing saved"
+            print(f"interrupted: {where}", file=sys.stderr)
+            raise SystemExit(130) from None
 
     @check_main_thread
     def save_checkpoint(self, step: int) -> None:
@@ -66,9 +102,24 @@ class NerflocTrainer(Trainer):
             "schedulers": {k: v.state_dict() for (k, v) in self.optimizers.schedulers.items()},
             "scalers": self.grad_scaler.state_dict(),
         }
-        with atomic_path(ckpt_path) as tmp:
+        tmp = self.checkpoint_dir.parent / f".{ckpt_path.name}.tmp"
+        try:
             torch.save(to_weights_only_safe(state), tmp)
+            os.replace(tmp, ckpt_path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
         if self.config.save_only_latest_checkpoint:
-            for old in self.checkpoint_dir.glob("*.ckpt"):
+            for old in self.checkpoint_dir.glob("step-*.ckpt"):
                 if old != ckpt_path:
                     old.unlink()
+
+
+def newest_checkpoint_step(folder: Path) -> int:
+    """The step of the newest ``step-N.ckpt`` in ``folder`` (``--load-dir``), one line if none."""
+    if not folder.is_dir():
+        raise SystemExit(f"error: --load-dir {folder}: folder not found")
+    steps = sorted(int(m.group(1)) for m in map(CHECKPOINT_NAME.match, os.listdir(folder)) if m)
+    if not steps:
+        raise SystemExit(f"error: --load-dir {folder}: no step-N.ckpt checkpoint in it")
+    return steps[-1]

@@ -17,10 +17,12 @@ from typing_extensions import Annotated
 from nerfloc_plugins.data.query_images import QueryImagesConfig
 from nerfloc_plugins.localize.localizer import Localizer, PosePrior
 from nerfloc_plugins.localize.pipeline import PipelineConfig
-from nerfloc_plugins.localize.run import localize_and_report
+from nerfloc_plugins.localize.query_journal import check_output_dir
+from nerfloc_plugins.localize.run import check_dataset_first, localize_and_report, run_dataparser
 from nerfloc_plugins.localize.specs import LocalizerSpec, build_localizer, discover_specs, spec_for_run
-from nerfloc_plugins.nerf.run_files import read_run_file
+from nerfloc_plugins.nerf.run_files import dataset_override, read_run_file
 from nerfloc_plugins.utils.cli import run_cli, run_settings
+from nerfloc_plugins.utils.option_ranges import COUNT
 
 
 def option_field_name(spec: LocalizerSpec) -> str:
@@ -37,8 +39,11 @@ class LocalizeBase:
     """``config.yml`` of an ``ns-train`` run of a nerfloc method (a ``posemap-apr`` /
     ``posemap-align`` run: APR alone), or another method's run file (``d2s_run.yml``)."""
     output_dir: Path = Path("outputs/localize")
+    data: Optional[Path] = None
+    """The dataset folder, when it is no longer where the run was trained (moved, another machine):
+    the run and the runs it was trained on read their frames from here."""
     split: Literal["test", "train"] = "test"
-    max_queries: Optional[int] = None
+    max_queries: Annotated[Optional[int], COUNT] = None
     pipeline: Annotated[PipelineConfig, tyro.conf.arg(name="")] = field(default_factory=PipelineConfig)
     """Retrieval or pairs, PnP and refinement (flat: ``--pairs``, ``--retrieval.*``, ``--pnp.*``, ``--refine.*``)."""
     pose_prior: Optional[Path] = None
@@ -74,6 +79,16 @@ class LocalizeBase:
         return spec.pose_prior(self.pose_prior, localizer.device)
 
     def main(self) -> dict:
+        token = dataset_override.set(self.data)
+        try:
+            return self.localize()
+        finally:
+            dataset_override.reset(token)
+
+    def localize(self) -> dict:
+        check_output_dir(self.output_dir)
+        if self.load_config.name == "config.yml":
+            check_dataset_first(run_dataparser(self.load_config), self.split, self.pose_free)
         localizer = self.localizer()
         prior = self.prior(localizer)
         if prior is not None:

@@ -18,10 +18,12 @@ from nerfloc_plugins.localize.baseline import ClassicalLocalizer
 from nerfloc_plugins.localize.direct_matching import DirectMatchingConfig, DirectMatchingLocalizer
 from nerfloc_plugins.localize.localizer import Localizer
 from nerfloc_plugins.localize.pipeline import PipelineConfig
+from nerfloc_plugins.localize.query_journal import check_output_dir
 from nerfloc_plugins.localize.retrieval import RetrievalConfig
-from nerfloc_plugins.localize.run import localize_and_report
+from nerfloc_plugins.localize.run import check_dataset_first, localize_and_report
 from nerfloc_plugins.localize.specs import build_localizer, discover_specs
 from nerfloc_plugins.utils.cli import run_cli, run_settings
+from nerfloc_plugins.utils.option_ranges import COUNT
 
 CONSOLE = Console()
 
@@ -61,7 +63,7 @@ class LocalizeBaseline:
     """Dataset (scene) directory."""
     output_dir: Path = Path("outputs/localize-baseline")
     split: Literal["test", "train"] = "test"
-    max_queries: Optional[int] = None
+    max_queries: Annotated[Optional[int], COUNT] = None
     train_stride: int = 1
     """Map with every n-th training frame only (the few-shot setting of D2S + descriptor synthesis)."""
     pipeline: Annotated[PipelineConfig, tyro.conf.arg(name="")] = field(default_factory=best_baseline_pipeline)
@@ -99,6 +101,7 @@ class LocalizeBaseline:
             CONSOLE.print(f"{self.data}: reading it with {detected} (no dataparser subcommand given)")
             config = DATAPARSERS[detected].config
         parser = type(config)(**{**vars(config), "data": self.data, "train_stride": self.train_stride}).setup()
+        check_dataset_first(parser, self.split, self.pose_free)
         classical = ClassicalLocalizer(parser, self.features, self.sift, self.matching, self.learned, self.device)
         stages = {
             "views": [classical],
@@ -112,6 +115,7 @@ class LocalizeBaseline:
         return localizer, fallbacks
 
     def main(self) -> dict:
+        check_output_dir(self.output_dir)
         localizer, fallbacks = self.stages()
         return localize_and_report(
             localizer,

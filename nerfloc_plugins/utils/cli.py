@@ -10,15 +10,18 @@ from typing import Any, Iterator, Type
 import tyro
 
 from nerfloc_plugins.data.frames import DatasetFormatError
+from nerfloc_plugins.utils.option_ranges import check_ranges
 
 # Errors caused by the user's input (files, options, missing optional packages).
 INPUT_ERRORS = (DatasetFormatError, FileNotFoundError, ValueError, ImportError)
 
 
 def run_cli(config_type: Type[Any]) -> None:
-    """``tyro.cli(config_type).main()``; input errors exit with ``error: <message>``."""
+    """``tyro.cli(config_type).main()``; option ranges (:mod:`~nerfloc_plugins.utils.option_ranges`)
+    are checked first; input errors exit with ``error: <message>``."""
     config = tyro.cli(config_type)
     try:
+        check_ranges(config)
         config.main()
     except INPUT_ERRORS as err:
         raise SystemExit(f"error: {err}") from None

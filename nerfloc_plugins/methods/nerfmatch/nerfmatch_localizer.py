@@ -26,6 +26,7 @@ from nerfloc_plugins.localize.localizer import MapView, QueryDescription
 from nerfloc_plugins.localize.specs import LocalizerSpec
 from nerfloc_plugins.methods.nerfmatch.nerfmatch_matcher import cell_centres
 from nerfloc_plugins.methods.nerfmatch.nerfmatch_model import NerfMatchModelConfig
+from nerfloc_plugins.nerf.run_files import load_run
 from nerfloc_plugins.utils.parameters import parameter_bytes
 
 
@@ -51,10 +52,8 @@ class NerfMatchView(MapView):
 
 class NerfMatchLocalizer(FieldLocalizer):
     def __init__(self, load_config: Path, config: Optional[NerfMatchLocalizerConfig] = None) -> None:
-        from nerfstudio.utils.eval_utils import eval_setup
-
         self.config = config or NerfMatchLocalizerConfig()
-        _, pipeline, _, _ = eval_setup(Path(load_config), test_mode="inference")
+        _, pipeline, _, _ = load_run(Path(load_config))
         scenes = pipeline.datamanager.scenes
         if not 0 <= self.config.scene_index < len(scenes):
             raise ValueError(

@@ -43,7 +43,7 @@ from nerfloc_plugins.methods.posemap.posemap_nerf_pipeline import ns_poses, requ
 from nerfloc_plugins.methods.posemap.posemap_nerfp import PoseMapRenderer, orthonormalise_pose
 from nerfloc_plugins.nerf.field_renderer import FieldRenderer
 from nerfloc_plugins.nerf.frozen_run_pipeline import FrozenFieldPipeline, FrozenRunDataManager
-from nerfloc_plugins.nerf.run_files import load_trained_state, read_run_config
+from nerfloc_plugins.nerf.run_files import load_run, load_trained_state, read_run_config
 
 Stage = Literal["supervised", "align"]
 
@@ -88,8 +88,6 @@ class PoseMapAPRDataManager(FrozenRunDataManager):
     """Images and poses of the frozen NeRF-P's dataset, renderings, RVS views."""
 
     def __init__(self, config: PoseMapAPRDataManagerConfig, device: str | torch.device = "cpu", **_: Any) -> None:
-        from nerfstudio.utils.eval_utils import eval_setup
-
         self.config = config
         self.device = device
         if config.stage == "align":
@@ -98,7 +96,7 @@ class PoseMapAPRDataManager(FrozenRunDataManager):
         else:
             self.init_from = None
             posemap_run = require_run_config(config.data, "posemap-apr", "posemap-nerf")
-        _, nerf_p, _, _ = eval_setup(posemap_run, test_mode="inference")
+        _, nerf_p, _, _ = load_run(posemap_run)
         self.posemaps: PoseMapRenderer = nerf_p.posemaps
         for p in self.posemaps.parameters():
             p.requires_grad_(False)

@@ -1,0 +1,1 @@
+"""``ns-nerfloc-benchmark``: scenes x methods x seeds from one spec, resumable, local or on Ray."""

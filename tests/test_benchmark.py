@@ -1,0 +1,124 @@
+"""ns-nerfloc-benchmark on tiny cells: the table and plots, kill-and-resume without redoing finished
+steps, a failing cell reported without stopping the others, the same spec through Ray."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nerfloc_plugins.benchmark.spec import read_spec
+from nerfloc_plugins.data.frames import DatasetFormatError
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_SCENE = ["--width", "96", "--height", "72", "--frames-per-train-seq", "12", "--frames-test", "4", "--supersample", "1"]
+
+
+def write_spec(path: Path, methods: str, scenes: str = "") -> Path:
+    scenes = scenes or f"""
+  room: {{generate: {json.dumps(TINY_SCENE)}}}
+  office: {{generate: {json.dumps(TINY_SCENE + ["--room", "office"])}}}
+"""
+    path.write_text(f"output_dir: out\nseeds: [0]\nscenes:{scenes}\nmethods:{methods}\n")
+    return path
+
+
+BASELINES = """
+  baseline: {localize: [ns-localize-baseline, --map-matching, views, --retrieval.top-k, "1", --retrieval.verify, "0"]}
+  cascade: {localize: [ns-localize-baseline]}
+"""
+CROSSFIRE = """
+  crossfire-cpu:
+    train: [crossfire-cpu]
+    train_args: {crossfire-cpu: [--max-num-iterations, "30", --steps-per-save, "1000"]}
+    localize: [ns-localize, --refine.iterations, "0"]
+"""
+
+
+def benchmark(spec: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "nerfloc_plugins.scripts.benchmark", str(spec), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=spec.parent, **kwargs)
+
+
+def records(out: Path) -> dict:
+    return {p.name: p.stat().st_mtime_ns for p in (out / "steps").glob("*.json") if not p.name.endswith(".failed.json")}
+
+
+def test_spec_errors_name_the_file_and_key(tmp_path: Path):
+    spec = write_spec(tmp_path / "spec.yaml", "\n  mine: {localize: [ns-localize]}\n")
+    with pytest.raises(DatasetFormatError, match=r"spec.yaml: methods.mine: ns-localize needs a map"):
+        read_spec(spec)
+    spec = write_spec(tmp_path / "spec.yaml", "\n  mine: {localize: [ns-render]}\n")
+    with pytest.raises(DatasetFormatError, match=r"methods.mine.localize: expected \[ns-localize \| ns-localize-baseline"):
+        read_spec(spec)
+    spec.write_text("scenes: {a: {data: nowhere}}\nmethods: {b: {localize: [ns-localize-baseline]}}\n")
+    with pytest.raises(DatasetFormatError, match=r"scenes.a.data: .*nowhere is not a folder"):
+        read_spec(spec)
+    spec.write_text("scenes: [\n")
+    with pytest.raises(DatasetFormatError, match="spec.yaml: not YAML"):
+        read_spec(spec)
+
+
+@pytest.mark.slow
+def test_two_scenes_three_methods_table_plots_kill_and_resume(tmp_path: Path):
+    spec = write_spec(tmp_path / "spec.yaml", BASELINES + CROSSFIRE + "\n  broken: {localize: [ns-localize-baseline, --no-such-option]}\n")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "nerfloc_plugins.scripts.benchmark", str(spec)]
+    process = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 900
+    while len(records(out)) < 4 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)  # the whole benchmark dies mid-run (machine crash)
+    process.wait()
+    kept = records(out)
+    assert 4 <= len(kept) and not (out / "benchmark.md").exists()
+
+    result = benchmark(spec)
+    assert result.returncode == 1, result.stderr[-3000:]  # the broken cell fails, the others finish
+    assert "error: 2 steps failed" in result.stderr.strip().splitlines()[-1]
+    after = records(out)
+    assert all(after[name] == mtime for name, mtime in kept.items())  # nothing finished was redone
+    logs = {p.name: p.read_text() for p in (out / "logs").glob("*.log")}
+    for name in kept:
+        log = logs.get(name.replace(".json", ".log"))
+        assert log is None or log.count("\n$ ") == 1, name  # each finished command ran once
+    table = json.loads((out / "benchmark.json").read_text())
+    cells = {(r["scene"], r["method"]) for r in table["rows"]}
+    assert cells == {(s, m) for s in ("room", "office") for m in ("baseline", "cascade", "crossfire-cpu")}
+    rows = {(r["scene"], r["method"]): r for r in table["rows"]}
+    assert rows[("room", "cascade")]["recall"]["10cm_10deg"] >= 0.6  # the classical pipeline localizes
+    assert rows[("room", "crossfire-cpu")]["train_s"] > 5 and rows[("room", "baseline")]["train_s"] == 0
+    assert {r["method"] for r in table["average"]} == {"baseline", "cascade", "crossfire-cpu"}
+    assert set(table["failed"]) == {"localize/room/seed0/broken", "localize/office/seed0/broken"}
+    markdown = (out / "benchmark.md").read_text()
+    assert "| room | cascade |" in markdown and "average (2 scenes)" in markdown and "no-such-option" in markdown
+    assert (out / "plots" / "recall_curves.png").stat().st_size > 10000
+    assert len((out / "benchmark.csv").read_text().splitlines()) == 1 + 6 + 3
+    assert "localize/room/seed0/broken` failed: " in markdown and "no-such-option" in table["failed"]["localize/room/seed0/broken"]
+
+    again = benchmark(spec)  # everything finished: nothing is run again, the same table
+    assert records(out) == after
+    assert json.loads((out / "benchmark.json").read_text())["rows"] == table["rows"], again.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_the_same_spec_runs_through_ray(tmp_path: Path):
+    pytest.importorskip("ray")
+    spec = write_spec(
+        tmp_path / "spec.yaml", BASELINES, f"\n  room: {{generate: {json.dumps(TINY_SCENE)}}}\n"
+    )
+    result = benchmark(spec, "--ray-address", "local")
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = json.loads((tmp_path / "out" / "benchmark.json").read_text())
+    assert {r["method"] for r in table["rows"]} == {"baseline", "cascade"}
+    assert all(r["recall"]["10cm_10deg"] is not None for r in table["rows"])
+    local = benchmark(spec, "--output-dir", str(tmp_path / "local"))
+    assert local.returncode == 0, local.stderr[-3000:]
+    rows = json.loads((tmp_path / "local" / "benchmark.json").read_text())["rows"]
+    assert [(r["method"], r["median_translation_cm"]) for r in rows] == [
+        (r["method"], r["median_translation_cm"]) for r in table["rows"]
+    ]  # Ray or local: the same results
