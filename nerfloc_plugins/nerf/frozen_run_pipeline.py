@@ -17,6 +17,8 @@ import torch
 from nerfstudio.pipelines.base_pipeline import Pipeline
 from torch import Tensor, nn
 
+from nerfloc_plugins.data.errors import DatasetFormatError
+
 
 class FrozenRunDataManager(ABC):
     """Base of the datamanagers of frozen-run pipelines: ``train_frames`` / ``test_frames`` for
@@ -62,6 +64,11 @@ class FrozenFieldPipeline(Pipeline):
         grad_scaler: Any = None,
     ) -> None:
         nn.Module.__init__(self)
+        if world_size > 1:  # no DDP wrapper here: each device would train its own unsynchronised copy
+            raise DatasetFormatError(
+                f"{type(self).__name__} trains on one device: pass --machine.num-devices 1 (it renders a frozen "
+                "run for its batches; multi-device training of these methods is not implemented)"
+            )
         self.config = config
         self.test_mode = test_mode
         self.world_size = world_size
