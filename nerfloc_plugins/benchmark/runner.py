@@ -89,7 +89,6 @@ class Runner:
                         else:
                             if step.kind in ("train", "scene"):
                                 remove_partial(step.output)
-                            CONSOLE.print(f"[bold]start[/bold] {step.id}")
                             running[submit(step)] = step
                 if not running:
                     if pending and not any(all(d in done for d in s.deps) for s in pending.values()):
@@ -141,7 +140,12 @@ class Runner:
     def local_submitter(self):
         pool = ThreadPoolExecutor(max_workers=self.workers)
         threads = self.threads if self.workers > 1 else None
-        return lambda step: pool.submit(run_command_step, step, self.out, threads)
+
+        def task(step: Step) -> dict:
+            CONSOLE.print(f"[bold]start[/bold] {step.id}")
+            return run_command_step(step, self.out, threads)
+
+        return lambda step: pool.submit(task, step)
 
     def ray_submitter(self):
         try:
@@ -156,6 +160,7 @@ class Runner:
         remote = ray.remote(max_retries=1, retry_exceptions=True)(ray_task)
 
         def submit(step: Step) -> Future:
+            CONSOLE.print(f"[bold]submitted[/bold] {step.id} ({step.cpus:g} CPU, {step.gpus:g} GPU)")
             task = remote.options(num_cpus=step.cpus, num_gpus=step.gpus).remote(step, self.out, None)
             return task.future()
 
