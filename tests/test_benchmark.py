@@ -63,6 +63,32 @@ def test_spec_errors_name_the_file_and_key(tmp_path: Path):
         read_spec(spec)
 
 
+def test_steps_share_training_chains_and_follow_run_references(tmp_path: Path):
+    from nerfloc_plugins.benchmark.steps import build_steps
+
+    methods = """
+  nerf: {train: [nerfloc-nerfacto-cpu], localize: [ns-localize]}
+  matcher: {train: [nerfloc-nerfacto-cpu, nerfmatch-mini-cpu], localize: [ns-localize]}
+  matcher-b:
+    train: [nerfloc-nerfacto-cpu, nerfmatch-mini-cpu]
+    train_args: {nerfmatch-mini-cpu: [--max-num-iterations, "10"]}
+    localize: [ns-localize]
+  rm: {localize: [ns-localize-baseline, --render-match.map, "{run:nerf}"]}
+"""
+    steps = build_steps(read_spec(write_spec(tmp_path / "spec.yaml", methods)), lambda cell, meta: {})
+    train = sorted(s for s in steps if s.startswith("train/room/"))
+    assert len(train) == 3  # one Nerfacto run shared by all, two matcher runs (other options)
+    assert steps["train/room/seed0/nerfloc-nerfacto-cpu+nerfmatch-mini-cpu"].deps == ["train/room/seed0/nerfloc-nerfacto-cpu"]
+    rm = steps["localize/room/seed0/rm"]
+    assert "train/room/seed0/nerfloc-nerfacto-cpu" in rm.deps
+    nerf_config = rm.command[rm.command.index("--render-match.map") + 1]
+    assert nerf_config.endswith("runs/room/seed0/nerfloc-nerfacto-cpu/nerfloc-nerfacto-cpu/run/config.yml")
+    assert steps["localize/room/seed0/nerf"].command[steps["localize/room/seed0/nerf"].command.index("--load-config") + 1] == nerf_config
+    spec = write_spec(tmp_path / "spec.yaml", "\n  rm: {localize: [ns-localize-baseline, --render-match.map, '{run:nope}']}\n")
+    with pytest.raises(DatasetFormatError, match=r"\{run:nope\} names no method with a map"):
+        read_spec(spec)
+
+
 @pytest.mark.slow
 def test_two_scenes_three_methods_table_plots_kill_and_resume(tmp_path: Path):
     spec = write_spec(tmp_path / "spec.yaml", BASELINES + CROSSFIRE + "\n  broken: {localize: [ns-localize-baseline, --no-such-option]}\n")

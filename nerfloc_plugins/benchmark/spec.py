@@ -18,6 +18,8 @@ methods:
     train: [nerfloc-nerfacto-cpu, nerfmatch-mini-cpu]
     localize: [ns-localize, --refine.photometric.steps, "50"]
   mine: {run: outputs/x/config.yml, localize: [ns-localize]}   # a finished run, reused (one scene)
+  baseline+rm:  # {run:METHOD}: that method's run for the same scene and seed (trained first)
+    localize: [ns-localize-baseline, --render-match.iterations, "3", --render-match.map, "{run:nerfmatch-mini-cpu}"]
 ```
 
 A method's ``localize`` starts with the command (``ns-localize`` on the method's run, or
@@ -27,6 +29,7 @@ the output folder and the dataparser.  Errors name the spec file and the key.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -160,6 +163,14 @@ def read_spec(path: Path, output_dir: Optional[Path] = None) -> BenchmarkSpec:
         methods.append(MethodSpec(str(name), localize, train, train_args, run, float(gpus)))
     if not scenes or not methods:
         raise format_error(path, "expected at least one scene and one method")
+    with_map = {m.name for m in methods if m.train or m.run is not None}
+    for method in methods:
+        for word in method.localize:
+            for name in re.findall(r"\{run:([^}]+)\}", word):
+                if name not in with_map:
+                    raise format_error(
+                        path, f"methods.{method.name}.localize: {{run:{name}}} names no method with a map"
+                    )
     if any(m.run is not None for m in methods) and len(scenes) > 1:
         raise format_error(path, "a method with 'run' (one trained map) fits one scene; the spec has several")
     out = output_dir or resolve(base, top.get("output_dir", "benchmark_outputs"), "output_dir", path)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -172,6 +173,22 @@ def localize_command(
     )
 
 
+RUN_REFERENCE = re.compile(r"\{run:([^}]+)\}")
+"""``{run:METHOD}`` in a method's options: the config.yml of METHOD's run for the same scene and seed."""
+
+
+def substitute_runs(command: List[str], maps: Dict[str, tuple]) -> tuple:
+    """``command`` with every ``{run:METHOD}`` replaced, and the steps that make those runs."""
+    refs: List[Optional[str]] = []
+
+    def replace(match: "re.Match") -> str:
+        config, step_id = maps[match.group(1)]
+        refs.append(step_id)
+        return str(config)
+
+    return [RUN_REFERENCE.sub(replace, word) for word in command], refs
+
+
 def build_steps(spec: BenchmarkSpec, score: Callable[[Path, dict], dict]) -> Dict[str, Step]:
     """Every step of ``spec`` by id, in an order that respects dependencies; ``score(cell_dir,
     train_seconds)`` is the in-process scoring of one cell."""
@@ -185,19 +202,24 @@ def build_steps(spec: BenchmarkSpec, score: Callable[[Path, dict], dict]) -> Dic
             steps[step.id] = step
             scene_deps = [step.id]
         for seed in spec.seeds:
+            maps: Dict[str, tuple] = {}  # method -> (its run's config.yml, the step that makes it)
+            chains: Dict[str, List[Step]] = {}
             for method in spec.methods:
                 chain = train_steps(spec, scene, seed, method, scene_deps) if method.run is None else []
                 for step in chain:
                     steps.setdefault(step.id, step)
-                run = (
-                    method.run
-                    if method.run is not None
-                    else (chain_run(spec, scene, seed, method, len(chain)) if chain else None)
-                )
+                chains[method.name] = chain
+                if method.run is not None:
+                    maps[method.name] = (method.run, None)
+                elif chain:
+                    maps[method.name] = (chain_run(spec, scene, seed, method, len(chain)), chain[-1].id)
+            for method in spec.methods:
+                chain = chains[method.name]
+                run = maps.get(method.name, (None, None))[0]
+                command, refs = substitute_runs(localize_command(spec, scene, method, seed, run), maps)
+                deps = ([chain[-1].id] if chain else list(scene_deps)) + [d for d in refs if d is not None]
                 loc = Step(
-                    f"localize/{scene.name}/seed{seed}/{method.name}", "localize",
-                    localize_command(spec, scene, method, seed, run),
-                    deps=[chain[-1].id] if chain else list(scene_deps),
+                    f"localize/{scene.name}/seed{seed}/{method.name}", "localize", command, deps=deps,
                     output=cell_dir(spec, scene, method, seed) / "localize",
                 )  # fmt: skip
                 steps[loc.id] = loc
