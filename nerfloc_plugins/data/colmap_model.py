@@ -178,6 +178,7 @@ class ColmapDataParser(PosedFramesDataParser):
 
     config: ColmapDataParserConfig
     layout: str = "colmap-data"
+    checks_depth_unit: bool = False
 
     @cached_property
     def model_and_images(self):

@@ -139,6 +139,7 @@ class TransformsDataParser(PosedFramesDataParser):
 
     config: TransformsDataParserConfig
     layout: str = "transforms-data"
+    checks_depth_unit: bool = False
 
     def read_frames(self, split: Split) -> List[PosedFrame]:
         cfg = self.config

@@ -87,6 +87,9 @@ class PosedFramesDataParser(DataParser):
     """Raw depth values that mean "no reading"; set by subclasses."""
     layout: str = "dataset"
     """The parser's subcommand name (``sevenscenes-data``), for messages; set by subclasses."""
+    checks_depth_unit: bool = True
+    """Whether the dataset check decodes a few depth maps to check their unit (off where the depth's
+    unit is the model's own, e.g. SfM depth of a COLMAP model at ``--scale``); set by subclasses."""
     skips_unknown_poses: bool = False
     """Whether non-finite poses are the layout's own "pose unknown" (skipped and reported, e.g.
     12-Scenes ``INF``) rather than a bad frame; set by subclasses."""
@@ -121,6 +124,7 @@ class PosedFramesDataParser(DataParser):
             depth_unit_scale=self.depth_unit_scale_factor,
             depth_invalid_values=self.depth_invalid_values,
             skip_unknown_poses=self.skips_unknown_poses,
+            check_depth_unit=self.checks_depth_unit,
         )
         if frames and not checked:
             raise format_error(self.config.data, f"no usable {split} frames left after the dataset check")
