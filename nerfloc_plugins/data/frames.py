@@ -140,14 +140,6 @@ def pose_problem(c2w: np.ndarray, max_translation: float, atol: float = 1e-2) ->
     return None
 
 
-def check_rigid_c2w(c2w: np.ndarray, path: Path, line: Optional[int] = None, atol: float = 1e-2) -> np.ndarray:
-    """Validate a 4x4 rigid pose read from ``path`` and re-orthonormalise its rotation."""
-    problem = pose_problem(c2w, np.inf, atol)
-    if problem is not None:
-        raise format_error(path, problem, line)
-    return orthonormalised(c2w)
-
-
 def orthonormalised(c2w: np.ndarray) -> np.ndarray:
     """``c2w`` with its rotation replaced by the nearest rotation and its last row ``0 0 0 1``."""
     u, _, vt = np.linalg.svd(c2w[:3, :3])

@@ -50,6 +50,11 @@ def read_run_config(load_config: Path) -> TrainerConfig:
     return relocate(config, Path(load_config))
 
 
+def checkpoints_in(folder: Path) -> list[Tuple[int, Path]]:
+    """``(step, path)`` of every ``step-N.ckpt`` in ``folder``, oldest first (other files ignored)."""
+    return sorted((int(m.group(1)), folder / m.group(0)) for m in map(CHECKPOINT_NAME.match, os.listdir(folder)) if m)
+
+
 def checkpoint_dir(load_config: Path, config: TrainerConfig) -> Path:
     """The run's ``nerfstudio_models/``, beside its ``config.yml`` wherever the run folder is now."""
     relative = Path(config.relative_model_dir)
@@ -63,7 +68,7 @@ def latest_checkpoint(load_config: Path, config: TrainerConfig) -> Tuple[int, Pa
     folder = checkpoint_dir(load_config, config)
     if not folder.is_dir():
         raise format_error(load_config, f"no checkpoint folder {folder} (did training save one?)")
-    found = sorted((int(m.group(1)), folder / m.group(0)) for m in map(CHECKPOINT_NAME.match, os.listdir(folder)) if m)
+    found = checkpoints_in(folder)
     if not found:
         others = ", ".join(sorted(os.listdir(folder))[:5]) or "nothing"
         raise format_error(folder, f"no step-N.ckpt checkpoint (found {others}; did training save one?)")

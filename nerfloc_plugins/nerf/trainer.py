@@ -21,7 +21,7 @@ from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from nerfstudio.utils.decorators import check_main_thread
 
 from nerfloc_plugins.data.errors import DatasetFormatError
-from nerfloc_plugins.nerf.run_files import CHECKPOINT_NAME
+from nerfloc_plugins.nerf.run_files import checkpoints_in
 
 
 def to_weights_only_safe(value: Any) -> Any:
@@ -119,7 +119,7 @@ def newest_checkpoint_step(folder: Path) -> int:
     """The step of the newest ``step-N.ckpt`` in ``folder`` (``--load-dir``), one line if none."""
     if not folder.is_dir():
         raise SystemExit(f"error: --load-dir {folder}: folder not found")
-    steps = sorted(int(m.group(1)) for m in map(CHECKPOINT_NAME.match, os.listdir(folder)) if m)
-    if not steps:
+    found = checkpoints_in(folder)
+    if not found:
         raise SystemExit(f"error: --load-dir {folder}: no step-N.ckpt checkpoint in it")
-    return steps[-1]
+    return found[-1][0]
