@@ -8,6 +8,14 @@
     if result.localized:
         print(result.c2w)        # camera-to-world, map frame, OpenCV axes, metres
 
+    # render verification of every pose hypothesis with a trained map (the best pipeline measured)
+    from dataclasses import replace
+    from nerfloc_plugins.localize.verification import VerifyConfig
+    from nerfloc_plugins.scripts.localize_baseline import best_baseline_pipeline
+    pipeline = replace(best_baseline_pipeline(), verify=VerifyConfig(map=Path("outputs/room/nerfloc-nerfacto-cpu/<ts>/config.yml")))
+    loc = nerfloc_plugins.load_localizer("examples/demo_room", pipeline=pipeline)
+    result = loc.localize("photo.jpg")   # result.status: "localized" | "unverified" | "failed"; result.verify_score
+
 Poses are in the map's (dataset's) metric frame with OpenCV camera axes (x right, y down,
 z forward); ``c2w`` maps camera to world coordinates, ``w2c`` is its inverse (hloc/COLMAP's
 convention).  ``options`` are the fields of the command the source selects, as keyword
@@ -67,10 +75,12 @@ class Localization:
     """The best prior's pose (what ``poses.txt`` gives a failed query)."""
     intrinsics: Optional[Intrinsics] = None
     """The pinhole camera the query was localized with."""
-
-    @property
-    def status(self) -> str:
-        return "localized" if self.localized else "failed"
+    status: str = "failed"
+    """``localized``, ``unverified`` (render verification did not confirm the pose) or ``failed``."""
+    verify_score: Optional[float] = None
+    """Render-verification score of the pose (``--verify.*``; ``None`` when off)."""
+    verify_margin: Optional[float] = None
+    """Its lead over the best other hypothesis (``None`` with one hypothesis)."""
 
     @classmethod
     def from_result(cls, result: QueryResult) -> "Localization":
@@ -88,6 +98,9 @@ class Localization:
             timings=dict(result.timings),
             prior_c2w=result.prior_c2w,
             intrinsics=result.frame.intrinsics,
+            status=result.status,
+            verify_score=result.verification.score if result.verification else None,
+            verify_margin=result.verification.margin if result.verification else None,
         )
 
 
@@ -119,7 +132,7 @@ class MapLocalizer:
         self.localizer = localizer
         self.config = config
         self.fallbacks = list(fallbacks)
-        self.stages, self.refiner = prepare_stages(localizer, config, pose_prior, self.fallbacks)
+        self.stages, self.refiner, self.verifier = prepare_stages(localizer, config, pose_prior, self.fallbacks)
         self.map_camera = localizer.map_camera()
         self._scratch = tempfile.TemporaryDirectory(prefix="nerfloc-api-")
         self._count = 0
@@ -170,7 +183,8 @@ class MapLocalizer:
             if first.kind is not LocalizerKind.MATCHES_MAP_VIEWS or not first.renders_at_any_pose:
                 raise ValueError(f"prior: {first.name} cannot render at a given pose (it needs a field map)")
             stages = [(first, PriorSource(first, self.config, FixedPosePrior(prior)))] + stages[1:]
-        return Localization.from_result(localize_with_cascade(stages, frame, self.config, self.refiner))
+        result = localize_with_cascade(stages, frame, self.config, self.refiner, self.verifier)
+        return Localization.from_result(result)
 
     def localize_many(self, images: Sequence[ImageLike], camera: CameraLike = None) -> List[Localization]:
         return [self.localize(image, camera) for image in images]

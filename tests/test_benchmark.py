@@ -89,6 +89,26 @@ def test_steps_share_training_chains_and_follow_run_references(tmp_path: Path):
         read_spec(spec)
 
 
+def test_a_classical_cell_may_train_the_map_its_options_name(tmp_path: Path):
+    """ns-localize-baseline with a map of its own (render verification): trained before it, shared
+    with the method training the same chain, and refused when its options do not name it."""
+    from nerfloc_plugins.benchmark.steps import build_steps
+
+    methods = """
+  nerf: {train: [nerfloc-nerfacto-cpu], localize: [ns-localize]}
+  verified: {train: [nerfloc-nerfacto-cpu], localize: [ns-localize-baseline, --verify.map, "{run:verified}"]}
+"""
+    steps = build_steps(read_spec(write_spec(tmp_path / "spec.yaml", methods)), lambda cell, meta: {})
+    assert len([s for s in steps if s.startswith("train/room/")]) == 1
+    verified = steps["localize/room/seed0/verified"]
+    assert verified.deps[0] == "train/room/seed0/nerfloc-nerfacto-cpu"
+    assert verified.command[verified.command.index("--verify.map") + 1].endswith("nerfloc-nerfacto-cpu/run/config.yml")
+    assert "--data" in verified.command and "--load-config" not in verified.command
+    spec = write_spec(tmp_path / "spec.yaml", "\n  v: {train: [nerfloc-nerfacto-cpu], localize: [ns-localize-baseline]}\n")
+    with pytest.raises(DatasetFormatError, match=r"methods.v: ns-localize-baseline builds its own map .*\{run:v\}"):
+        read_spec(spec)
+
+
 @pytest.mark.slow
 def test_two_scenes_three_methods_table_plots_kill_and_resume(tmp_path: Path):
     spec = write_spec(tmp_path / "spec.yaml", BASELINES + CROSSFIRE + "\n  broken: {localize: [ns-localize-baseline, --no-such-option]}\n")

@@ -20,6 +20,9 @@ methods:
   mine: {run: outputs/x/config.yml, localize: [ns-localize]}   # a finished run, reused (one scene)
   baseline+rm:  # {run:METHOD}: that method's run for the same scene and seed (trained first)
     localize: [ns-localize-baseline, --render-match.iterations, "3", --render-match.map, "{run:nerfmatch-mini-cpu}"]
+  verified:     # ns-localize-baseline with a map of its own: its options name its run
+    train: [nerfloc-nerfacto-cpu]
+    localize: [ns-localize-baseline, --verify.map, "{run:verified}"]
 ```
 
 A method's ``localize`` starts with the command (``ns-localize`` on the method's run, or
@@ -151,8 +154,12 @@ def read_spec(path: Path, output_dir: Optional[Path] = None) -> BenchmarkSpec:
         needs_run = localize[0] == "ns-localize"
         if needs_run and not train and run is None:
             raise format_error(path, f"{where}: ns-localize needs a map: give 'train' (ns-train methods) or 'run'")
-        if not needs_run and (train or run is not None):
-            raise format_error(path, f"{where}: ns-localize-baseline builds its own map ('train' / 'run' unused)")
+        if not needs_run and (train or run is not None) and f"{{run:{name}}}" not in " ".join(localize):
+            raise format_error(
+                path,
+                f"{where}: ns-localize-baseline builds its own map ('train' / 'run' unused unless its options "
+                f"name the run, e.g. --verify.map {{run:{name}}})",
+            )
         train_args = {
             str(k): strings(v, f"{where}.train_args.{k}", path)
             for k, v in mapping(entry.get("train_args", {}), f"{where}.train_args", path, tuple(train)).items()

@@ -1,7 +1,7 @@
 """Scores of benchmark cells and the comparison across methods and scenes (Markdown, JSON, CSV, plots).
 
 A cell's ``result.json``: the method, scene, seed, its ``metrics.json`` (median cm / deg, recalls,
-failures, per-query time, map size), the training time of its ``train`` steps, and the per-query
+failures, wrong-place poses left unflagged (> 50 cm), unverified poses, per-query time, map size), the training time of its ``train`` steps, and the per-query
 errors (for the recall curves). The comparison, in the papers' format: one row per method and scene
 (seeds averaged), and per method the mean over scenes of the medians and recalls.
 """
@@ -46,6 +46,8 @@ def score_cell(out: Path, cell: Path, meta: dict) -> dict:
         "recall": metrics.get("recall", {}),
         "hard_recall": (metrics.get("hard_queries") or {}).get("recall", {}).get("5cm_5deg"),
         "retrieval_recall": metrics.get("retrieval_recall"),
+        "wrong_place": wrong_place_confident(metrics),
+        "unverified": (metrics.get("verification") or {}).get("num_unverified", 0),
         "query_s": (metrics.get("timings", {}).get("total") or {}).get("median_s"),
         "map_size_mb": metrics.get("map_size_mb"),
         "train_s": train_seconds,
@@ -57,6 +59,15 @@ def score_cell(out: Path, cell: Path, meta: dict) -> dict:
     }
     write_json_atomically(result, cell / "result.json")
     return {"result": str(cell / "result.json")}
+
+
+def wrong_place_confident(metrics: dict) -> Optional[int]:
+    """Poses more than 50 cm off that nothing flagged (render verification's ``unverified`` poses
+    are flagged); ``None`` for metrics without that count."""
+    verification = metrics.get("verification") or {}
+    if "wrong_place_confident" in verification:
+        return verification["wrong_place_confident"]
+    return metrics.get("num_wrong_place")
 
 
 def read_results(out: Path) -> List[dict]:
@@ -91,6 +102,8 @@ def aggregate(cells: List[dict], scene: str, method: str) -> dict:
         "recall": {k: mean([c["recall"].get(k) for c in cells]) for k in RECALLS},
         "hard_recall": mean([c.get("hard_recall") for c in cells]),
         "retrieval_recall": mean([c.get("retrieval_recall") for c in cells]),
+        "wrong_place": mean([c.get("wrong_place") for c in cells]),
+        "unverified": mean([c.get("unverified") for c in cells]),
         "query_s": mean([c["query_s"] for c in cells]),
         "map_size_mb": mean([c["map_size_mb"] for c in cells]),
         "train_s": mean([c["train_s"] for c in cells]),
@@ -103,8 +116,9 @@ def averaged(rows: List[dict], methods: List[str]) -> List[dict]:
     for method in methods:
         mine = [r for r in rows if r["method"] == method]
         if mine:
-            row = {k: mean([r[k] for r in mine]) for k in ("num_failed", "median_translation_cm", "hard_recall",
-                   "retrieval_recall", "median_rotation_deg", "query_s", "map_size_mb", "train_s")}  # fmt: skip
+            row = {k: mean([r.get(k) for r in mine]) for k in ("num_failed", "median_translation_cm", "hard_recall",
+                   "retrieval_recall", "median_rotation_deg", "query_s", "map_size_mb", "train_s", "wrong_place",
+                   "unverified")}  # fmt: skip
             row.update(scene=f"average ({len(mine)} scenes)", method=method, seeds=mine[0]["seeds"],
                        num_queries=sum(r["num_queries"] or 0 for r in mine),
                        recall={k: mean([r["recall"][k] for r in mine]) for k in RECALLS})  # fmt: skip
@@ -117,15 +131,16 @@ def fmt(value: Optional[float], digits: int = 1, scale: float = 1.0) -> str:
 
 
 COLUMNS = ["scene", "method", "median cm", "median deg", *[f"{k.replace('_', '/')} %" for k in RECALLS],
-           "hard 5cm/5deg %", "retrieval %", "failed", "train min", "ms/query", "map MB"]  # fmt: skip
+           "hard 5cm/5deg %", "retrieval %", "failed", "wrong-place", "unverified", "train min", "ms/query",
+           "map MB"]  # fmt: skip
 
 
 def table_cells(row: dict) -> List[str]:
     return [
         row["scene"], row["method"], fmt(row["median_translation_cm"], 2), fmt(row["median_rotation_deg"], 2),
         *[fmt(row["recall"].get(k), 1, 100) for k in RECALLS], fmt(row.get("hard_recall"), 1, 100),
-        fmt(row.get("retrieval_recall"), 1, 100), fmt(row["num_failed"], 1),
-        fmt(row["train_s"], 1, 1 / 60), fmt(row["query_s"], 0, 1000), fmt(row["map_size_mb"], 1),
+        fmt(row.get("retrieval_recall"), 1, 100), fmt(row["num_failed"], 1), fmt(row.get("wrong_place"), 1),
+        fmt(row.get("unverified"), 1), fmt(row["train_s"], 1, 1 / 60), fmt(row["query_s"], 0, 1000), fmt(row["map_size_mb"], 1),
     ]  # fmt: skip
 
 

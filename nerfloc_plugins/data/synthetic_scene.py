@@ -13,8 +13,10 @@ heading), so queries are not close copies of training views.
 
 Everything is deterministic given the seed; the example scene in ``examples/demo_room``
 is produced by ``nerfloc-make-scene --output-dir examples/demo_room``.  Other scenes for judging
-settings: ``--room office`` (another room) and ``--hard-queries N`` (``seq-04``: queries whose
-nearby mapping views look elsewhere, listed in ``hard_queries.txt``).
+settings: ``--room office`` (another room), ``--room gallery`` (repeated pictures, a nearly
+symmetric layout), ``--hard-queries N`` (``seq-04``: queries whose nearby mapping views look
+elsewhere) and ``--repeated-queries N`` (queries facing a picture hung twice), both listed in
+``hard_queries.txt``.
 """
 
 from __future__ import annotations
@@ -73,15 +75,18 @@ class Box:
     decal: Tuple[bool, ...] = (False,) * 6
     inside: bool = False
     albedo: float = 1.0
+    readable: bool = False
+    """Decals read left to right from the side they face (the demo and office rooms predate it:
+    their pictures on -x and +y faces are mirrored, and stay so to keep those scenes as they are)."""
 
 
-def poster_boxes(posters: Sequence[Tuple[tuple, tuple, str, int]]) -> List[Box]:
+def poster_boxes(posters: Sequence[Tuple[tuple, tuple, str, int]], readable: bool = False) -> List[Box]:
     """Thin boxes showing a picture once on one face: ``(lo, hi, picture, face looking into the room)``."""
     boxes = []
     for lo, hi, picture, face in posters:
         textures: List[Optional[str]] = [None] * 6
         textures[face] = picture
-        boxes.append(Box(lo, hi, tuple(textures), decal=(True,) * 6))
+        boxes.append(Box(lo, hi, tuple(textures), decal=(True,) * 6, readable=readable))
     return boxes
 
 
@@ -152,7 +157,75 @@ def office_room() -> List[Box]:
     return boxes
 
 
-ROOMS: Dict[str, Callable[[], List[Box]]] = {"demo": demo_room, "office": office_room}
+def gallery_room() -> List[Box]:
+    """A room that fools feature matching: 5.0 x 3.6 x 2.7 m, the same two pictures hung twice
+    (``astronaut`` on the east and west walls, ``coffee`` on the north and south walls) and two
+    identical crates in mirrored corners: nearly symmetric under a half turn.  What tells the
+    copies apart is plain and low-textured, what local features barely see: the first copies hang
+    on brick walls, the second on plain painted ones; a dark bench stands below the east
+    astronaut, a grey cabinet beside the south coffee, a grey column in the north-west corner,
+    and one picture (``chelsea``) hangs once.  Its mapping frames include a
+    close-up pass at the first copy of each picture only (:func:`first_copy_closeups`), so a query
+    close to the second copy (:func:`repeated_picture_query_poses`) finds its best descriptor
+    matches at the first: whole-image retrieval and 2D-3D matching pick the wrong copy."""
+    room = Box(
+        lo=(-2.5, -1.8, 0.0),
+        hi=(2.5, 1.8, 2.7),
+        textures=(None, "brick", None, "brick", "gravel", "page"),
+        tile=0.9,
+        inside=True,
+    )
+    posters = [
+        ((2.47, -0.8, 0.8), (2.5, 0.8, 2.0), "astronaut", 0),
+        ((-2.5, -0.8, 0.8), (-2.47, 0.8, 2.0), "astronaut", 1),
+        ((-0.7, 1.77, 0.9), (0.7, 1.8, 2.0), "coffee", 2),
+        ((-0.7, -1.8, 0.9), (0.7, -1.77, 2.0), "coffee", 3),
+        ((1.3, 1.77, 1.0), (2.1, 1.8, 1.7), "chelsea", 2),
+    ]
+    boxes = [room] + poster_boxes(posters, readable=True)
+    plain = (None,) * 6
+    boxes += [
+        Box((1.9, 1.1, 0.0), (2.4, 1.6, 0.6), ("coins",) * 6, tile=0.3),  # crate
+        Box((-2.4, -1.6, 0.0), (-1.9, -1.1, 0.6), ("coins",) * 6, tile=0.3),  # its twin, mirrored corner
+        Box((2.05, -0.9, 0.0), (2.45, 0.9, 0.75), plain, albedo=0.3),  # dark bench below the east astronaut
+        Box((0.85, -1.75, 0.0), (1.45, -1.3, 1.4), plain, albedo=0.6),  # grey cabinet beside the south coffee
+        Box((-2.45, 1.3, 0.0), (-2.1, 1.75, 2.7), plain, albedo=0.7),  # column in the north-west corner
+    ]
+    return boxes
+
+
+def repeated_pictures(boxes: Sequence[Box]) -> List[List[Box]]:
+    """The copies of every picture hung more than once (decal boxes with one picture), grouped
+    per picture in the room's order."""
+    decals = [b for b in boxes if not b.inside and any(b.decal) and sum(t is not None for t in b.textures) == 1]
+    groups: Dict[str, List[Box]] = {}
+    for box in decals:
+        groups.setdefault(next(t for t in box.textures if t is not None), []).append(box)
+    return [copies for copies in groups.values() if len(copies) > 1]
+
+
+def facing_picture_pose(box: Box, rng: np.random.Generator, distance: Tuple[float, float]) -> np.ndarray:
+    """A camera ``distance`` metres in front of a picture (1.1-1.6 m high, up to 0.5 m aside)
+    aimed at its lower half (+-0.25 m), so the picture and what stands below it fill the view."""
+    face = next(f for f, t in enumerate(box.textures) if t is not None)
+    axis, sign = _FACES[face]
+    centre = (np.asarray(box.lo) + np.asarray(box.hi)) / 2
+    eye = centre.copy()
+    eye[axis] += sign * rng.uniform(*distance)
+    eye[1 - axis if axis < 2 else 0] += rng.uniform(-0.5, 0.5)
+    eye[2] = rng.uniform(1.1, 1.6)
+    target = centre + np.array([*rng.uniform(-0.25, 0.25, 2), rng.uniform(-0.45, -0.15)])
+    return look_at_c2w(eye, target, roll=rng.normal(scale=0.03))
+
+
+def first_copy_closeups(boxes: Sequence[Box], num: int, seed: int = 6) -> List[np.ndarray]:
+    """Mapping poses 0.9-1.5 m in front of the first copy of each repeated picture (in turn)."""
+    rng = np.random.default_rng(seed)
+    firsts = [copies[0] for copies in repeated_pictures(boxes)]
+    return [facing_picture_pose(firsts[i % len(firsts)], rng, (0.9, 1.5)) for i in range(num)] if firsts else []
+
+
+ROOMS: Dict[str, Callable[[], List[Box]]] = {"demo": demo_room, "office": office_room, "gallery": gallery_room}
 """Rooms the generator can render (``nerfloc-make-scene --room``)."""
 
 
@@ -257,6 +330,8 @@ def ray_cast(
                 if box.decal[f_idx]:
                     u = (p[:, u_axis] - lo[u_axis]) / (hi[u_axis] - lo[u_axis])
                     v = (p[:, v_axis] - lo[v_axis]) / (hi[v_axis] - lo[v_axis])
+                    if box.readable and f_idx in (0, 3):  # seen from outside: right is -u there
+                        u = 1.0 - u
                     u = np.clip(u, 0.0, 0.999)
                     v = 1.0 - np.clip(v, 0.001, 1.0) if v_axis == 2 else np.clip(v, 0.0, 0.999)
                 else:
@@ -403,6 +478,17 @@ def hard_query_poses(
     return poses
 
 
+def repeated_picture_query_poses(boxes: Sequence[Box], num: int, seed: int = 5) -> List[np.ndarray]:
+    """Query poses 0.9-1.5 m in front of a later copy of a repeated picture (each in turn), the
+    copies the map saw only from afar (:func:`facing_picture_pose`): the case where feature
+    matching picks the other copy."""
+    rng = np.random.default_rng(seed)
+    later = [box for copies in repeated_pictures(boxes) for box in copies[1:]]
+    if not later and num:
+        raise ValueError("this room hangs no picture twice: no repeated-picture queries (use --room gallery)")
+    return [facing_picture_pose(later[i % len(later)], rng, (0.9, 1.5)) for i in range(num)]
+
+
 def default_sequences(frames_per_train_seq: int, frames_test: int) -> Dict[int, Tuple[str, List[np.ndarray]]]:
     """Sequence number -> (split, poses) of the example scene."""
     return {
@@ -423,6 +509,7 @@ def write_sevenscenes_scene(
     room: str = "demo",
     hard_queries: int = 0,
     lighting: str = "flat",
+    repeated_queries: int = 0,
 ) -> Dict[str, int]:
     """Render ``room`` (:data:`ROOMS`) into ``output_dir`` (7-Scenes layout); returns frame counts.
 
@@ -432,6 +519,8 @@ def write_sevenscenes_scene(
     views with no mapping view near them looking their way (:func:`hard_query_poses`), listed
     in ``hard_queries.txt`` (one image name per line) so reports can show them apart.
     ``lighting``: :data:`LIGHTINGS` (``lit``: shadows and view-dependent highlights).
+    ``repeated_queries``: also queries facing a picture the room hangs twice
+    (:func:`repeated_picture_query_poses`), appended to ``seq-04`` and listed as hard queries.
     """
     if room not in ROOMS:
         raise ValueError(f"room {room!r}: expected one of {sorted(ROOMS)}")
@@ -443,6 +532,12 @@ def write_sevenscenes_scene(
     if hard_queries:
         mapping = [c2w for split, poses in sequences.values() if split == "train" for c2w in poses]
         sequences[4] = ("test", hard_query_poses(boxes, mapping, hard_queries))
+    closeups = first_copy_closeups(boxes, 24) if room == "gallery" else []
+    if closeups:
+        sequences[5] = ("train", closeups)
+    if repeated_queries:
+        earlier = sequences.get(4, ("test", []))[1]
+        sequences[4] = ("test", earlier + repeated_picture_query_poses(boxes, repeated_queries))
     output_dir.mkdir(parents=True, exist_ok=True)
     splits: Dict[str, List[str]] = {"train": [], "test": []}
     total = sum(len(p) for _, p in sequences.values())
@@ -461,8 +556,8 @@ def write_sevenscenes_scene(
             done += 1
             if progress is not None:
                 progress(done, total)
-    if hard_queries:
-        names = [f"seq-04/frame-{i:06d}.color.png" for i in range(hard_queries)]
+    if 4 in sequences:
+        names = [f"seq-04/frame-{i:06d}.color.png" for i in range(len(sequences[4][1]))]
         (output_dir / "hard_queries.txt").write_text("\n".join(names) + "\n")
     (output_dir / "TrainSplit.txt").write_text("\n".join(splits["train"]) + "\n")
     (output_dir / "TestSplit.txt").write_text("\n".join(splits["test"]) + "\n")

@@ -11,6 +11,10 @@ match level (all 2D-3D matches go into one PnP).
 Iterative refinement re-renders at the estimate and matches again until the update is
 below tolerance; photometric refinement (when the localizer has a field) optimises the
 pose through it and then re-matches once.
+With ``--verify.*`` every stage keeps its pose hypotheses (:mod:`~nerfloc_plugins.localize.hypotheses`)
+and a map renders each to choose the one the query shows (``render_verify`` stage,
+:mod:`~nerfloc_plugins.localize.verification`); render-and-match refinement is then kept only when
+the map confirms it.
 """
 
 from __future__ import annotations
@@ -29,11 +33,13 @@ from typing_extensions import Annotated
 
 from nerfloc_plugins.data.frames import PosedFrame
 from nerfloc_plugins.data.hloc_files import check_pairs_cover, read_pairs
+from nerfloc_plugins.data.images import load_rgb
 from nerfloc_plugins.features.feature_matcher import LocalFeatureMatcher
 from nerfloc_plugins.geometry.pose_errors import pose_error
 from nerfloc_plugins.geometry.poses import invert_rigid
 from nerfloc_plugins.geometry.projection import project
 from nerfloc_plugins.localize.cascade import CascadeConfig, check_same_queries, inlier_ratio, is_accepted
+from nerfloc_plugins.localize.hypotheses import PoseHypothesis, further_models
 from nerfloc_plugins.localize.localizer import (
     Localizer,
     LocalizerKind,
@@ -49,11 +55,12 @@ from nerfloc_plugins.localize.refine import PhotometricConfig
 from nerfloc_plugins.localize.render_match import RenderMatchConfig, RenderMatchRefiner
 from nerfloc_plugins.localize.retrieval import RetrievalConfig, VladIndex
 from nerfloc_plugins.localize.synthesized_views import SynthesizedView, synthesize_views
+from nerfloc_plugins.localize.verification import RenderVerifier, Verification, VerifyConfig
 from nerfloc_plugins.nerf.field_renderer import FieldRenderer
 from nerfloc_plugins.nerf.render_sampling import RenderSampling
 from nerfloc_plugins.utils.option_ranges import NON_NEGATIVE
 
-STAGES = ("prior", "features", "regress", "render", "match", "verify", "pnp", "refine", "render_match")
+STAGES = ("prior", "features", "regress", "render", "match", "verify", "pnp", "refine", "render_match", "render_verify")
 
 
 @dataclass
@@ -86,6 +93,9 @@ class PipelineConfig:
     """Render-and-match refinement of any estimate against a field's renderings (off by default)."""
     cascade: CascadeConfig = field(default_factory=CascadeConfig)
     """A fallback localizer for queries the first one did not solve (off by default)."""
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    """Render verification of every stage's pose hypotheses with a trained map (off by default:
+    ``--verify.map RUN/config.yml``)."""
 
 
 @dataclass
@@ -115,10 +125,27 @@ class QueryResult:
     prior_c2w: Optional[np.ndarray] = None
     """The best prior's camera-to-world pose (any stage of a cascade): what ``poses.txt`` gives a
     query that failed, the way hloc does; ``None`` for localizers without priors."""
+    hypotheses: List[PoseHypothesis] = field(default_factory=list)
+    """Every pose this result's stage could give, its final pose first (empty without a pose)."""
+    verification: Optional[Verification] = None
+    """What render verification decided (``None`` when it did not run)."""
 
     @property
     def localized(self) -> bool:
         return self.w2c is not None
+
+    @property
+    def status(self) -> str:
+        """``localized``, ``unverified`` (a pose the map did not confirm) or ``failed``."""
+        if self.w2c is None:
+            return "failed"
+        return "unverified" if self.verification is not None and not self.verification.verified else "localized"
+
+    @property
+    def hypothesis(self) -> str:
+        """Source of the verified pose (``""`` without verification)."""
+        v = self.verification
+        return v.hypotheses[v.chosen].source if v is not None else ""
 
     @property
     def inlier_ratio(self) -> float:
@@ -231,19 +258,42 @@ def localize_query(
     else:
         result = match_query(localizer, frame, query, priors_fn, config, timer)
     result.stage = localizer.name if result.w2c is not None else ""
+    for hyp in result.hypotheses:  # "" and "#2" are the localizer's own; "views", "view:NAME" a part of it
+        hyp.source = localizer.name + (hyp.source if hyp.source[:1] in ("", "#") else f":{hyp.source}")
     return refine_by_render_match(result, render_match)
 
 
-def refine_by_render_match(result: QueryResult, render_match: Optional[RenderMatchRefiner]) -> QueryResult:
-    """Render-and-match refinement of ``result``'s pose (nothing without a refiner or a pose)."""
+def query_image(result: QueryResult) -> tuple[np.ndarray, object]:
+    """The query image and its camera as the localizer described it (loaded again when the
+    localizer kept no image at the camera's size)."""
+    query = result.query
+    if query is not None and query.image is not None:
+        height, width = query.image.shape[:2]
+        if (width, height) == (query.intrinsics.width, query.intrinsics.height):
+            return query.image, query.intrinsics
+    return load_rgb(result.frame.image_path), result.frame.intrinsics
+
+
+def refine_by_render_match(
+    result: QueryResult, render_match: Optional[RenderMatchRefiner], verifier: Optional[RenderVerifier] = None
+) -> QueryResult:
+    """Render-and-match refinement of ``result``'s pose (nothing without a refiner or a pose);
+    with a ``verifier`` and a verified result, the refined pose is kept only when it scores at
+    least as well as the verified one."""
     if render_match is not None and result.w2c is not None:
         query = result.query
         timer = StageTimer()
         with timer("render_match"):
             features = render_match.describe(query)
             refined = render_match.refine(result.w2c, query, features)
-        result.w2c, result.render_match_iterations = refined.w2c, refined.iterations
-        if refined.view is not None:
+        kept = True
+        if verifier is not None and result.verification is not None and refined.view is not None:
+            with timer("render_verify"):
+                kept, _ = verifier.keeps_refinement(result.verification, refined.w2c, *query_image(result))
+        result.render_match_iterations = refined.iterations
+        if kept:
+            result.w2c = refined.w2c
+        if refined.view is not None and kept:
             # the report draws the refiner's matches: they index its own query keypoints
             shown = replace(query, keypoints=features.keypoints, descriptors=torch.from_numpy(features.descriptors))
             result.query, result.view, result.matches, result.inliers = (
@@ -254,7 +304,11 @@ def refine_by_render_match(result: QueryResult, render_match: Optional[RenderMat
             )
             result.num_inliers, result.num_matches = refined.num_inliers, len(refined.matches)
             result.stage += "+render-match"
-        result.timings = {**result.timings, "render_match": timer.times["render_match"]}
+        result.timings = {
+            **result.timings,
+            "render_match": timer.times["render_match"],
+            "render_verify": result.timings.get("render_verify", 0.0) + timer.times.get("render_verify", 0.0),
+        }
     return result
 
 
@@ -263,16 +317,26 @@ def localize_with_cascade(
     frame: PosedFrame,
     config: PipelineConfig,
     render_match: Optional[RenderMatchRefiner] = None,
+    verifier: Optional[RenderVerifier] = None,
 ) -> QueryResult:
     """``stages``: ``[(localizer, priors)]``, the first then fallbacks (``localize/cascade.py``):
-    each next stage runs while the kept result fails the check; render-and-match refines the kept one."""
+    each next stage runs while the kept result fails the check (with a ``verifier`` and
+    ``--verify.every-stage``: every stage runs); the ``verifier`` chooses among the hypotheses of
+    every stage run; render-and-match refines the kept one."""
     accept = config.cascade.accept
+    every_stage = verifier is not None and config.verify.every_stage
     result: Optional[QueryResult] = None
+    ran: List[QueryResult] = []
     prior_c2w = None
     for localizer, priors in stages:
-        if result is not None and is_accepted(result.w2c, result.num_inliers, result.num_matches, accept):
+        if (
+            not every_stage
+            and result is not None
+            and is_accepted(result.w2c, result.num_inliers, result.num_matches, accept)
+        ):
             break
         other = localize_query(localizer, frame, priors, config)
+        ran.append(other)
         prior_c2w = other.prior_c2w if prior_c2w is None else prior_c2w
         if result is None:
             result = other
@@ -280,30 +344,71 @@ def localize_with_cascade(
         timings = {k: result.timings.get(k, 0.0) + other.timings.get(k, 0.0) for k in STAGES}
         takes_over = other.w2c is not None and (
             result.w2c is None
-            or is_accepted(other.w2c, other.num_inliers, other.num_matches, accept)
-            or other.num_inliers > result.num_inliers
+            or (
+                is_accepted(other.w2c, other.num_inliers, other.num_matches, accept)
+                and not is_accepted(result.w2c, result.num_inliers, result.num_matches, accept)
+            )
+            or (
+                not is_accepted(result.w2c, result.num_inliers, result.num_matches, accept)
+                and other.num_inliers > result.num_inliers
+            )
         )
         result = other if takes_over else result
         result.timings = timings
     result.prior_c2w = prior_c2w
-    return refine_by_render_match(result, render_match)
+    if verifier is not None and result.w2c is not None:
+        result = verify_hypotheses(result, ran, verifier)
+    return refine_by_render_match(result, render_match, verifier)
 
 
-def render_match_refiner(localizers: List[Localizer], config: PipelineConfig) -> Optional[RenderMatchRefiner]:
+def verify_hypotheses(result: QueryResult, ran: List[QueryResult], verifier: RenderVerifier) -> QueryResult:
+    """Render verification of the hypotheses of every result in ``ran`` (``result``'s own first):
+    the chosen hypothesis's pose and evidence become the result's."""
+    owners = [result] + [r for r in ran if r is not result]
+    candidates = [(hyp, owner) for owner in owners for hyp in owner.hypotheses]
+    timer = StageTimer()
+    with timer("render_verify"):
+        image, intrinsics = query_image(result)
+        verification = verifier.verify([hyp for hyp, _ in candidates], image, intrinsics)
+    chosen = verification.hypotheses[verification.chosen]
+    owner = next(o for hyp, o in candidates if hyp is chosen)
+    if owner is not result:  # the evidence shown in reports is the chosen stage's
+        owner.timings, owner.prior_c2w = result.timings, result.prior_c2w
+        result = owner
+    if chosen is not result.hypotheses[0]:
+        result.w2c, result.num_inliers, result.num_matches = chosen.w2c, chosen.num_inliers, chosen.num_matches
+        result.reprojection_px = chosen.reprojection_px
+        result.view = result.matches = result.inliers = None  # the figure's matches gave another pose
+    result.verification = verification
+    result.timings = {**result.timings, "render_verify": timer.times["render_verify"]}
+    return result
+
+
+def field_to_render(
+    run: Optional[Path], localizers: List[Localizer], option: str, loaded: Optional[Dict[Path, FieldRenderer]] = None
+) -> FieldRenderer:
+    """The trained run ``run`` (loaded once per path through ``loaded``), or else the field of the
+    first of ``localizers`` that has one; one-line error naming ``option`` when there is none."""
+    if run is not None:
+        loaded = {} if loaded is None else loaded
+        if Path(run) not in loaded:
+            loaded[Path(run)] = FieldRenderer(run)
+        return loaded[Path(run)]
+    renderer = next((r for r in (loc.map_renderer() for loc in localizers) if r is not None), None)
+    if renderer is None:
+        names = " / ".join(loc.name for loc in localizers)
+        raise ValueError(f"{option}: {names} has no field to render; pass a trained map with {option}.map RUN/config.yml")
+    return renderer
+
+
+def render_match_refiner(
+    localizers: List[Localizer], config: PipelineConfig, loaded: Optional[Dict[Path, FieldRenderer]] = None
+) -> Optional[RenderMatchRefiner]:
     """The render-and-match refiner of ``config`` (``None`` when off): it renders
     ``--render-match.map``, or else the field of the first of ``localizers`` that has one."""
     if config.render_match.iterations <= 0:
         return None
-    if config.render_match.map is not None:
-        renderer = FieldRenderer(config.render_match.map)
-    else:
-        renderer = next((r for r in (loc.map_renderer() for loc in localizers) if r is not None), None)
-        if renderer is None:
-            names = " / ".join(loc.name for loc in localizers)
-            raise ValueError(
-                f"--render-match: {names} has no field to render; pass a trained map with "
-                "--render-match.map RUN/config.yml"
-            )
+    renderer = field_to_render(config.render_match.map, localizers, "--render-match", loaded)
     return RenderMatchRefiner(renderer, config.render_match, config.pnp)
 
 
@@ -313,7 +418,10 @@ def regress_pose_query(
     """Absolute pose regression: the pose from the query alone."""
     with timer("regress"):
         c2w = localizer.regress_pose(query)
-    return QueryResult(frame, invert_rigid(c2w), [], 0, 0, 0, timer.per_stage(), query=query)
+    w2c = invert_rigid(c2w)
+    return QueryResult(
+        frame, w2c, [], 0, 0, 0, timer.per_stage(), query=query, hypotheses=[PoseHypothesis(w2c, 0, 0, "")]
+    )
 
 
 def match_query(
@@ -332,9 +440,11 @@ def match_query(
         views = [localizer.map_view(p.c2w, p) for p in priors]
     with timer("match"):
         per_view = [localizer.correspondences(query, view) for view in views]
+    single: List[PoseHypothesis] = []
     if priors_fn.verifies:
         with timer("verify"):
-            order = verification_order(localizer, query, views, per_view, config)[: config.retrieval.top_k]
+            ranked, single = verification_order(localizer, query, views, per_view, config, priors)
+            order = ranked[: config.retrieval.top_k]
         priors, views, per_view = [priors[i] for i in order], [views[i] for i in order], [per_view[i] for i in order]
     pts2d = np.concatenate([uv for _, uv in per_view]) if per_view else np.zeros((0, 2))
     pts3d = (
@@ -347,10 +457,15 @@ def match_query(
     vis_view, vis_matches = (views[0], per_view[0][0]) if views else (None, None)
     vis_inliers = result.inliers[: len(vis_matches)] if vis_matches is not None else None
     iterations = 0
+    hypotheses = pnp_hypotheses(pts2d, pts3d, query.intrinsics, result, config, localizer, "views", reprojection)
     if result.success and localizer.renders_at_any_pose:
         result, iterations, vis = refine_iteratively(localizer, query, result, config, timer)
         if vis is not None:
             vis_view, vis_matches, vis_inliers = vis
+        hypotheses[0].w2c = result.w2c
+    hypotheses += single
+    if priors_fn.pose_prior is not None and priors:
+        hypotheses.append(PoseHypothesis(invert_rigid(priors[0].c2w), 0, 0, "prior"))
     return QueryResult(
         frame=frame,
         w2c=result.w2c,
@@ -366,7 +481,32 @@ def match_query(
         retrieved_c2w=[p.c2w for p in priors],
         reprojection_px=reprojection,
         prior_c2w=priors[0].c2w if priors else None,
+        hypotheses=hypotheses if result.success else [],
     )
+
+
+def pnp_hypotheses(
+    pts2d: np.ndarray,
+    pts3d: np.ndarray,
+    intrinsics,
+    result: PnPResult,
+    config: PipelineConfig,
+    localizer: Localizer,
+    source: str,
+    reprojection: Optional[float],
+) -> List[PoseHypothesis]:
+    """The PnP pose of a match set and, with ``--verify.*``, its further models (sequential RANSAC)."""
+    if not result.success:
+        return []
+    out = [PoseHypothesis(result.w2c, result.num_inliers, len(pts2d), source, reprojection)]
+    if config.verify.on and config.verify.further_models > 0:
+        models = further_models(
+            pts2d, pts3d, intrinsics, result, config.pnp,
+            config.verify.further_models, config.verify.further_min_inliers, localizer.keypoint_precision_px,
+        )  # fmt: skip
+        for k, model in enumerate(models, start=2):
+            out.append(PoseHypothesis(model.w2c, model.num_inliers, len(pts2d), f"{source}#{k}"))
+    return out
 
 
 def verification_order(
@@ -375,8 +515,10 @@ def verification_order(
     views: List[MapView],
     per_view: List[tuple],
     config: PipelineConfig,
-) -> List[int]:
-    """Indices of ``views``, best first, by geometric verification with multi-view consensus.
+    priors: Sequence[PosedFrame] = (),
+) -> tuple[List[int], List[PoseHypothesis]]:
+    """Indices of ``views``, best first, by geometric verification with multi-view consensus, and
+    each candidate's own PnP pose as a hypothesis (source ``view:NAME``, named after ``priors``).
 
     Each candidate's matches alone give a PnP pose hypothesis; a hypothesis is scored by the
     matches of *every* candidate that reproject within the PnP threshold under it, and the
@@ -392,16 +534,19 @@ def verification_order(
     owner = np.concatenate([np.full(len(u), i) for i, (_, u) in enumerate(per_view)]) if per_view else np.zeros(0)
     K = query.intrinsics.matrix()
     best_support, best_fit = -1, np.zeros(len(uv), dtype=bool)
-    for view, (m, u) in zip(views, per_view):
+    single: List[PoseHypothesis] = []
+    for i, (view, (m, u)) in enumerate(zip(views, per_view)):
         res = solve_pnp(u, view.points3d[m[:, 1]], query.intrinsics, config.pnp, localizer.keypoint_precision_px)
         if not res.success:
             continue
+        name = priors[i].name if i < len(priors) else str(i)
+        single.append(PoseHypothesis(res.w2c, res.num_inliers, len(u), f"view:{name}"))
         projected, depth = project(xyz, K, res.w2c)
         fit = (depth > 0) & (np.linalg.norm(projected - uv, axis=1) < threshold)
         if fit.sum() > best_support:
             best_support, best_fit = int(fit.sum()), fit
     score = [int(best_fit[owner == i].sum()) for i in range(len(views))]
-    return sorted(range(len(views)), key=lambda i: -score[i])
+    return sorted(range(len(views)), key=lambda i: -score[i]), single
 
 
 def regress_query(
@@ -418,6 +563,7 @@ def regress_query(
         result = solve_pnp(pts2d, pts3d, query.intrinsics, config.pnp, localizer.keypoint_precision_px)
     view, matches, inliers = localizer.match_evidence(query, pts2d, pts3d, result.inliers) or (None, None, None)
     reprojection = median_reprojection_px(pts2d, pts3d, query.intrinsics, result)
+    hypotheses = pnp_hypotheses(pts2d, pts3d, query.intrinsics, result, config, localizer, "", reprojection)
     return QueryResult(
         frame=frame,
         w2c=result.w2c,
@@ -431,6 +577,7 @@ def regress_query(
         matches=matches,
         inliers=inliers,
         reprojection_px=reprojection,
+        hypotheses=hypotheses,
     )
 
 
@@ -475,10 +622,11 @@ def prepare_stages(
     config: PipelineConfig,
     pose_prior: Optional[PosePrior] = None,
     fallbacks: Sequence[Localizer] = (),
-) -> tuple[List[tuple], Optional[RenderMatchRefiner]]:
+) -> tuple[List[tuple], Optional[RenderMatchRefiner], Optional[RenderVerifier]]:
     """Everything set up once before the first query: the cascade's ``[(localizer, priors)]``
-    stages (retrieval indexes built) and the render-and-match refiner; ``config.render`` is
-    applied to every field the stages render.  Used by :func:`run_localization` and the API."""
+    stages (retrieval indexes built), the render-and-match refiner and the render verifier;
+    ``config.render`` is applied to every field the stages render.  Used by
+    :func:`run_localization` and the API."""
     config.render.validate()
     config.render_match.sampling.validate()
     for loc in (localizer, *fallbacks):
@@ -496,7 +644,22 @@ def prepare_stages(
     for fallback in fallbacks:
         fallback_priors = PriorSource(fallback, config) if fallback.kind is LocalizerKind.MATCHES_MAP_VIEWS else None
         stages.append((fallback, fallback_priors))
-    return stages, render_match_refiner([loc for loc, _ in stages], config)
+    localizers = [loc for loc, _ in stages]
+    loaded: Dict[Path, FieldRenderer] = {}  # a run both refine and verify name is loaded once
+    return stages, render_match_refiner(localizers, config, loaded), render_verifier(localizers, config, loaded)
+
+
+def render_verifier(
+    localizers: List[Localizer], config: PipelineConfig, loaded: Optional[Dict[Path, FieldRenderer]] = None
+) -> Optional[RenderVerifier]:
+    """The render verifier of ``config.verify`` (``None`` when off): it renders ``--verify.map``,
+    or else the field of the first of ``localizers`` that has one."""
+    if not config.verify.on:
+        return None
+    renderer = field_to_render(config.verify.map, localizers, "--verify", loaded)
+    if config.verify.sampling.samples is not None or config.verify.sampling.depth_guided:
+        renderer.check_sampling(config.verify.sampling)
+    return RenderVerifier(renderer, config.verify)
 
 
 def run_localization(
@@ -508,6 +671,7 @@ def run_localization(
     fallbacks: Sequence[Localizer] = (),
     queries: Optional[Sequence[PosedFrame]] = None,
     journal=None,
+    maps: Optional[Dict[str, int]] = None,
 ) -> tuple[List[QueryResult], float]:
     """Localize every query of ``split`` (or ``queries``, e.g. pose-free images of ``--queries``);
     returns the results and the prior-index build time.  ``journal``
@@ -515,7 +679,9 @@ def run_localization(
     again, each new result is recorded as it finishes.
 
     ``pose_prior`` replaces retrieval as the prior of a map-view localizer that renders;
-    ``fallbacks`` (in order) localize the queries whose result so far fails ``config.cascade.accept``."""
+    ``fallbacks`` (in order) localize the queries whose result so far fails ``config.cascade.accept``;
+    ``maps`` (a dict, filled when given): bytes of the maps the pipeline loaded beside the
+    localizers' own (``verification``: the render verifier's map)."""
     given = queries is not None
     queries = list(queries) if given else localizer.query_frames(split)
     if max_queries is not None:
@@ -525,7 +691,9 @@ def run_localization(
             check_same_queries(localizer, fallback, queries, split)
     if max_queries is not None and max_queries < 1:
         raise ValueError(f"--max-queries {max_queries}: expected a number >= 1 (omit it for every query)")
-    stages, refiner = prepare_stages(localizer, config, pose_prior, fallbacks)
+    stages, refiner, verifier = prepare_stages(localizer, config, pose_prior, fallbacks)
+    if maps is not None and verifier is not None and config.verify.map is not None:
+        maps["verification"] = verifier.renderer.size_bytes()
     for _, priors in stages:
         if priors is not None and priors.pairs is not None:
             covered = check_pairs_cover(priors.pairs, [q.name for q in queries], config.pairs)
@@ -547,7 +715,7 @@ def run_localization(
         for frame in queries:
             res = journal.finished(frame) if journal is not None else None
             if res is None:
-                res = localize_with_cascade(stages, frame, config, refiner)
+                res = localize_with_cascade(stages, frame, config, refiner, verifier)
                 if journal is not None:
                     journal.record(res)
             results.append(res)

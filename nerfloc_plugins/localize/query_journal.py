@@ -22,6 +22,7 @@ import numpy as np
 
 from nerfloc_plugins.data.frames import PosedFrame
 from nerfloc_plugins.localize.pipeline import QueryResult
+from nerfloc_plugins.localize.verification import Verification
 from nerfloc_plugins.utils.atomic import atomic_path
 
 JOURNAL = "progress.jsonl"
@@ -63,6 +64,7 @@ def result_record(result: QueryResult) -> dict:
         "retrieved_c2w": [_matrix(c) for c in result.retrieved_c2w],
         "reprojection_px": result.reprojection_px,
         "prior_c2w": _matrix(result.prior_c2w),
+        "verification": None if result.verification is None else result.verification.record(),
     }
 
 
@@ -80,6 +82,7 @@ def result_from_record(record: dict, frame: PosedFrame) -> QueryResult:
         retrieved_c2w=[_array(c) for c in record["retrieved_c2w"]],
         reprojection_px=record["reprojection_px"],
         prior_c2w=_array(record["prior_c2w"]),
+        verification=Verification.from_record(record["verification"]) if record.get("verification") else None,
     )
 
 

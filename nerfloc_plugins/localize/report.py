@@ -5,8 +5,9 @@
                      only queries without any prior, e.g. a failed regressor, are left out)
 * ``metrics.json``   medians, recalls (failures count), per-stage times, map size; for queries
                      without ground truth (``--queries``): localized count, inlier statistics
-* ``per_query.csv``  one row per query (status, errors when there is ground truth, inliers,
-                     reprojection error, the stage that gave the pose, time per stage)
+* ``per_query.csv``  one row per query (status ``localized`` / ``unverified`` / ``failed``, errors when
+                     there is ground truth, inliers, reprojection error, the stage and hypothesis that
+                     gave the pose, render-verification score / margin / confidence, time per stage)
 * ``report.md``      results table and the plots below
 * ``plots/``         error CDF, top-down trajectory, match figures (see :mod:`~nerfloc_plugins.localize.report_plots`)
 """
@@ -27,6 +28,7 @@ from nerfloc_plugins.localize.metrics import CAMBRIDGE_THRESHOLDS, QueryError, q
 from nerfloc_plugins.localize.pipeline import STAGES, QueryResult
 from nerfloc_plugins.localize.report_plots import pick_match_queries, plot_error_cdf, plot_trajectory, save_match_figure
 from nerfloc_plugins.localize.retrieval import is_near_view
+from nerfloc_plugins.localize.verification_report import pick_verification_queries, save_verification_figure
 from nerfloc_plugins.utils.atomic import write_json_atomically, write_text_atomically
 
 
@@ -52,6 +54,37 @@ def retrieval_recall(results: Sequence[QueryResult]) -> Optional[float]:
     return float(np.mean(near)) if near else None
 
 
+WRONG_PLACE_CM = 50.0
+"""A pose this far (cm) from the truth is at a wrong place (not a refinement error)."""
+
+
+def verification_metrics(results: Sequence[QueryResult], errors: Sequence[QueryError]) -> dict:
+    """Counts of render verification (``{}`` when it did not run): unverified poses, poses it
+    overruled, and wrong-place poses (> :data:`WRONG_PLACE_CM` off) left confident or flagged."""
+    verified = [r for r in results if r.verification is not None]
+    if not verified:
+        return {}
+    by_name = {e.name: e for e in errors}
+    far = {n for n, e in by_name.items() if not e.failed and e.translation_cm > WRONG_PLACE_CM}
+    out = {
+        "verification": {
+            "num_verified_queries": len(verified),
+            "num_unverified": sum(r.status == "unverified" for r in results),
+            "num_overruled": sum(r.verification.overruled for r in verified),
+            "median_score": float(np.median([r.verification.score for r in verified])),
+            "mean_hypotheses": float(np.mean([len(r.verification.hypotheses) for r in verified])),
+        }
+    }
+    if errors:
+        out["verification"]["wrong_place_confident"] = sum(
+            r.frame.name in far and r.status == "localized" for r in results
+        )
+        out["verification"]["wrong_place_unverified"] = sum(
+            r.frame.name in far and r.status == "unverified" for r in results
+        )
+    return out
+
+
 def build_metrics(
     results: Sequence[QueryResult],
     method: str,
@@ -72,6 +105,7 @@ def build_metrics(
             "scene": scene,
             **metrics_without_ground_truth(results),
             **common,
+            **verification_metrics(results, []),
             **(extra or {}),
         }, []
     estimates = {r.frame.name: r.w2c for r in results}
@@ -80,6 +114,8 @@ def build_metrics(
     extra_thresholds = [CAMBRIDGE_THRESHOLDS[scene]] if scene in CAMBRIDGE_THRESHOLDS else []
     metrics = {"method": method, "scene": scene, **summarize(errors, extra_thresholds), **common}
     metrics["retrieval_recall"] = retrieval_recall(results)
+    metrics["num_wrong_place"] = sum(not e.failed and e.translation_cm > WRONG_PLACE_CM for e in errors)
+    metrics.update(verification_metrics(results, errors))
     hard = hard_query_names([r.frame for r in results])
     if hard is not None:
         for key, keep in (("hard_queries", True), ("other_queries", False)):
@@ -123,15 +159,17 @@ def write_per_query_csv(results: Sequence[QueryResult], errors: Sequence[QueryEr
     writer.writerow(
         ["name", "status", "translation_cm", "rotation_deg", "num_matches", "num_inliers", "iterations"]
         + ["render_match_iterations", "stage", "inlier_ratio", "reprojection_px", "retrieved", "retrieved_near"]
+        + ["hypothesis", "hypotheses", "verify_score", "verify_margin", "confidence", "overruled"]
         + [f"t_{s}_s" for s in STAGES]
     )
     by_name = {e.name: e for e in errors}
     for r in results:
         e = by_name.get(r.frame.name)
+        v = r.verification
         writer.writerow(
             [
                 r.frame.name,
-                "localized" if r.localized else "failed",
+                r.status,
                 "" if e is None else f"{e.translation_cm:.4f}",
                 "" if e is None else f"{e.rotation_deg:.4f}",
                 r.num_matches,
@@ -143,10 +181,23 @@ def write_per_query_csv(results: Sequence[QueryResult], errors: Sequence[QueryEr
                 "" if r.reprojection_px is None else f"{r.reprojection_px:.3f}",
                 ";".join(r.retrieved),
                 {None: "", True: "1", False: "0"}[retrieved_near(r)],
+                r.hypothesis,
+                "" if v is None else len(v.hypotheses),
+                "" if v is None else f"{v.score:.4f}",
+                "" if v is None or v.margin is None else f"{v.margin:.4f}",
+                "" if v is None else f"{confidence(v.score, v.margin):.3f}",
+                "" if v is None else int(v.overruled),
             ]
             + [f"{r.timings.get(s, 0.0):.5f}" for s in STAGES]
         )
     write_text_atomically(buf.getvalue(), path)
+
+
+def confidence(score: float, margin: Optional[float]) -> float:
+    """How sure render verification is of a pose, in [0, 1]: its score (clipped at 0), scaled down
+    when another hypothesis scored within 0.1 of it (two places look alike at the render size)."""
+    lead = 1.0 if margin is None else float(np.clip(margin / 0.1, 0.0, 1.0))
+    return float(np.clip(score, 0.0, 1.0) * (0.5 + 0.5 * lead))
 
 
 def read_query_errors(path: Path) -> List[QueryError]:
@@ -192,12 +243,21 @@ def write_report(
         name = "matches_" + result.frame.name.replace("/", "__").rsplit(".", 1)[0] + ".png"
         if save_match_figure(result, by_name.get(result.frame.name), why, plots / name):
             match_files.append(name)
+    verify_files = []
+    for index, why in pick_verification_queries(results, errors):
+        result = results[index]
+        name = "verify_" + result.frame.name.replace("/", "__").rsplit(".", 1)[0] + ".png"
+        if save_verification_figure(result, by_name.get(result.frame.name), why, plots / name):
+            verify_files.append(name)
     # plots of an earlier run in this folder are not this run's: never leave them beside it
-    current = set(match_files) | {"trajectory.png", "error_cdf.png" if has_ground_truth(metrics) else ""}
+    current = set(match_files) | set(verify_files)
+    current |= {"trajectory.png", "error_cdf.png" if has_ground_truth(metrics) else ""}
     for stale in plots.glob("*.png"):
         if stale.name not in current:
             stale.unlink()
-    write_text_atomically(render_markdown(metrics, match_files, baseline_metrics), output_dir / "report.md")
+    write_text_atomically(
+        render_markdown(metrics, match_files, baseline_metrics, verify_files), output_dir / "report.md"
+    )
 
 
 def reported_poses(results: Sequence[QueryResult]) -> Dict[str, np.ndarray]:
@@ -293,7 +353,38 @@ def stage_lines(rows: Sequence[dict]) -> str:
     )
 
 
-def render_markdown(metrics: dict, match_files: Sequence[str], baseline_metrics: Optional[dict]) -> str:
+def verification_lines(rows: Sequence[dict]) -> List[str]:
+    """Markdown table of render verification (runs that verified)."""
+    lines = []
+    for m in rows:
+        v = m.get("verification")
+        if not v:
+            continue
+        wrong = f"{v['wrong_place_confident']} / {v['wrong_place_unverified']}" if "wrong_place_confident" in v else "-"
+        lines.append(
+            f"| {m['method']} | {v['num_unverified']} | {v['num_overruled']} | {wrong} | "
+            f"{v['median_score']:.2f} | {v['mean_hypotheses']:.1f} |"
+        )
+    if not lines:
+        return []
+    header = "| method | unverified | overruled | wrong-place confident / unverified | median score | hypotheses |"
+    return [
+        "Render verification: the map rendered every distinct pose hypothesis; a pose it did not confirm is "
+        "`unverified` in per_query.csv. Wrong-place: more than 50 cm off.",
+        "",
+        header,
+        "|" + " --- |" * 6,
+        *lines,
+        "",
+    ]
+
+
+def render_markdown(
+    metrics: dict,
+    match_files: Sequence[str],
+    baseline_metrics: Optional[dict],
+    verify_files: Sequence[str] = (),
+) -> str:
     rows = [metrics] + ([baseline_metrics] if baseline_metrics else [])
     stages = "\n".join(
         f"| {s} | {1000 * v['mean_s']:.1f} | {1000 * v['median_s']:.1f} |" for s, v in metrics["timings"].items()
@@ -310,6 +401,7 @@ def render_markdown(metrics: dict, match_files: Sequence[str], baseline_metrics:
         "(in a cascade: those that reached a retrieval stage).",
         "",
     ]
+    text += verification_lines(rows)
     subsets = subset_table(rows)
     if subsets:
         text += [
@@ -328,4 +420,7 @@ def render_markdown(metrics: dict, match_files: Sequence[str], baseline_metrics:
         "",
     ]
     text += [f"![matches](plots/{name})" for name in match_files]
+    if verify_files:
+        text += ["", "Render verification (query | map at the chosen pose | map at the runner-up):", ""]
+        text += [f"![verification](plots/{name})" for name in verify_files]
     return "\n".join(text) + "\n"

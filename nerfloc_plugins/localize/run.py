@@ -71,6 +71,18 @@ def prior_label(localizer: Localizer, config: PipelineConfig, pose_prior: Option
     return f" (top-{retrieval.top_k})" if retrieval.top_k > 1 else ""
 
 
+def verification_label(config: PipelineConfig) -> str:
+    """What verified the poses, for the method name in tables: ``" + verified by nerfloc-nerfacto-cpu
+    map"``; ``""`` without render verification."""
+    if not config.verify.on:
+        return ""
+    if config.verify.map is None:
+        return " + verified by its map"
+    from nerfloc_plugins.nerf.run_files import read_run_config
+
+    return f" + verified by {read_run_config(config.verify.map).method_name} map"
+
+
 def localize_and_report(
     localizer: Localizer,
     config: PipelineConfig,
@@ -101,9 +113,10 @@ def localize_and_report(
         journal = QueryJournal(output_dir, settings, fresh)
         if journal.records:
             CONSOLE.print(f"resuming: {len(journal.records)} finished queries kept from {journal.path}")
+    extra_maps: dict = {}
     try:
         results, index_seconds = run_localization(
-            localizer, config, split, max_queries, pose_prior, fallbacks, queries, journal
+            localizer, config, split, max_queries, pose_prior, fallbacks, queries, journal, extra_maps
         )
     except KeyboardInterrupt:
         kept = f"{len(journal.records)} finished queries kept in {journal.path}; " if journal else ""
@@ -112,8 +125,9 @@ def localize_and_report(
     name = " -> ".join(
         [localizer.name + prior_label(localizer, config, pose_prior)]
         + [f.name + prior_label(f, config, None) for f in fallbacks]
-    )
+    ) + verification_label(config)
     map_bytes = localizer.map_size_bytes() + sum(f.map_size_bytes() for f in fallbacks if f is not localizer)
+    map_bytes += sum(extra_maps.values())  # e.g. the render verifier's map
     metrics, errors = build_metrics(results, name, localizer.scene, map_bytes, index_seconds, extra)
     map_centres = np.array([f.c2w[:3, 3] for f in localizer.map_frames()])
     baseline_csv = Path(baseline_metrics).parent / "per_query.csv" if baseline_metrics else None

@@ -28,14 +28,18 @@ class MakeScene:
     """Frames in the query sequence (seq-03)."""
     supersample: int = 2
     """Anti-aliasing rays per pixel side."""
-    room: Literal["demo", "office"] = "demo"
-    """``demo``: the example room; ``office``: another room (keep it for judging settings)."""
+    room: Literal["demo", "office", "gallery"] = "demo"
+    """``demo``: the example room; ``office``: another room (keep it for judging settings);
+    ``gallery``: the same pictures hung twice, brick on every wall, a nearly symmetric layout."""
     lighting: Literal["flat", "lit"] = "flat"
     """``flat``: view-independent shading (the example room); ``lit``: a point lamp with hard
     shadows and view-dependent highlights on the floor, furniture tops and posters."""
     hard_queries: int = 0
     """Also render this many queries (``seq-04``) with no mapping view within 0.5 m looking within
     90 deg of them; their names go to ``hard_queries.txt``."""
+    repeated_queries: int = 0
+    """Also render this many queries facing a picture the room hangs twice (``--room gallery``),
+    appended to ``seq-04`` and listed in ``hard_queries.txt``."""
 
     def main(self) -> None:
         self.output_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -54,6 +58,7 @@ class MakeScene:
                     room=self.room,
                     hard_queries=self.hard_queries,
                     lighting=self.lighting,
+                    repeated_queries=self.repeated_queries,
                 )
             if self.output_dir.exists():
                 shutil.rmtree(self.output_dir)
