@@ -120,7 +120,7 @@ class VerificationScores:
             "data": str(self.data),
             "map": str(self.map),
             "resolution": self.resolution,
-            "sampling": pipeline.verify.sampling.describe(),
+            "sampling": RenderVerifier(renderer, pipeline.verify).config.sampling.describe(),
             "num_queries": len(queries),
             "render_s_mean": renderer.seconds / max(renderer.count, 1),
             "settings": rows,

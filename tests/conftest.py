@@ -46,20 +46,24 @@ def sevenscenes_dir(tmp_path: Path) -> Path:
     return root
 
 
-def train_small_run(root: Path, name: str, size: tuple, frames: int, iterations: int) -> Path:
-    """Train nerfloc-nerfacto-cpu on a rendered scene written under ``root``; its config.yml."""
+def train_small_run(
+    root: Path, name: str, size: tuple, frames: int, iterations: int, rays: int = 512, **scene_options
+) -> Path:
+    """Train nerfloc-nerfacto-cpu on a rendered scene written under ``root`` (``scene_options``:
+    of ``write_sevenscenes_scene``, e.g. ``room="gallery"``); its config.yml."""
     from nerfloc_plugins.data.synthetic_scene import write_sevenscenes_scene
 
     scene = root / "scene"
+    scene_options = {"frames_test": 2, **scene_options}
     write_sevenscenes_scene(
-        scene, width=size[0], height=size[1], frames_per_train_seq=frames, frames_test=2, supersample=1
+        scene, width=size[0], height=size[1], frames_per_train_seq=frames, supersample=1, **scene_options
     )
     out_dir = root / "out"
     cmd = [
         sys.executable, "-m", "nerfstudio.scripts.train", "nerfloc-nerfacto-cpu",
         "--max-num-iterations", str(iterations), "--steps-per-save", str(iterations - 1), "--output-dir", str(out_dir),
         "--experiment-name", name, "--timestamp", "t", "--viewer.quit-on-train-completion", "True",
-        "--pipeline.datamanager.train-num-rays-per-batch", "512",
+        "--pipeline.datamanager.train-num-rays-per-batch", str(rays),
         "sevenscenes-data", "--data", str(scene),
     ]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, cwd=root)
@@ -78,6 +82,14 @@ def small_nerf_run(tmp_path_factory) -> Path:
     """config.yml of a 300-iteration depth-supervised nerfloc-nerfacto-cpu run (64x48 images):
     opaque enough that rendered points are valid (NeRFMatch training needs covisible points)."""
     return train_small_run(tmp_path_factory.mktemp("small_nerf_run"), "small", (64, 48), frames=8, iterations=300)
+
+
+@pytest.fixture(scope="session")
+def gallery_map(tmp_path_factory) -> Path:
+    """config.yml of a 400-iteration nerfloc-nerfacto-cpu map of the gallery room (80x60 images,
+    2 x 15 loop frames + 24 close-ups of the first copies; queries: 4 + 4 facing a second copy)."""
+    return train_small_run(tmp_path_factory.mktemp("gallery_map"), "gallery", (80, 60), frames=15, iterations=400,
+                           rays=1024, room="gallery", frames_test=4, repeated_queries=4)  # fmt: skip
 
 
 def train_pipeline_steps(config, steps: int):

@@ -1,9 +1,10 @@
-"""Render verification with a trained map (slow: uses the session's small nerfloc-nerfacto-cpu run).
+"""Render verification with a trained map (slow: a 400-iteration map of the gallery room at 80x60,
+the session's ``gallery_map``).
 
 A first stage forced to return a wrong-place pose (most of its 2D-3D matches point at the room
-turned half a turn, the rest at the true place) is overruled by the trained map; the true pose
-outscores a 2 m shifted pose; ``ns-localize-baseline --verify.map`` writes the verification
-columns and metrics, and resumes them."""
+turned half a turn, where the same pictures hang, the rest at the true place) is overruled by the
+trained map; the true pose outscores a 2 m shifted pose; ``ns-localize-baseline --verify.map``
+writes the verification columns and metrics, and resumes them; the Python API verifies."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nerfloc_plugins.data.synthetic_scene import demo_room, nearest_hits
+from nerfloc_plugins.data.synthetic_scene import gallery_room, nearest_hits
 from nerfloc_plugins.geometry.pose_errors import pose_error
 from nerfloc_plugins.geometry.poses import invert_rigid
 from nerfloc_plugins.localize.localizer import QueryDescription, SceneCoordinateLocalizer
@@ -28,7 +29,7 @@ from nerfloc_plugins.nerf.field_renderer import FieldRenderer
 pytestmark = pytest.mark.slow
 
 HALF_TURN = np.diag([-1.0, -1.0, 1.0, 1.0])
-"""The example room turned half a turn about the vertical axis through its centre."""
+"""The gallery turned half a turn about the vertical axis through its centre (its copies swap)."""
 
 
 class ForcedWrongPlace(SceneCoordinateLocalizer):
@@ -61,17 +62,17 @@ class ForcedWrongPlace(SceneCoordinateLocalizer):
         uv = np.stack([rng.uniform(1, intr.width - 1, 200), rng.uniform(1, intr.height - 1, 200)], axis=1)
         rays = np.concatenate([(uv - [intr.cx, intr.cy]) / [intr.fx, intr.fy], np.ones((200, 1))], axis=1)
         dirs = rays @ frame.c2w[:3, :3].T
-        depth, _, _ = nearest_hits(demo_room(), np.broadcast_to(frame.c2w[:3, 3], dirs.shape), dirs)
+        depth, _, _ = nearest_hits(gallery_room(), np.broadcast_to(frame.c2w[:3, 3], dirs.shape), dirs)
         points = frame.c2w[:3, 3] + dirs * depth[:, None]
         wrong = np.arange(200) < 140
         points[wrong] = points[wrong] @ HALF_TURN[:3, :3].T
         return uv, points
 
 
-def test_a_forced_wrong_place_pose_is_overruled_by_a_trained_map(small_nerf_run):
-    renderer = FieldRenderer(small_nerf_run)
+def test_a_forced_wrong_place_pose_is_overruled_by_a_trained_map(gallery_map):
+    renderer = FieldRenderer(gallery_map)
     frames = renderer.frames("train")[::4] + renderer.frames("test")
-    config = PipelineConfig(verify=VerifyConfig(enabled=True, resolution=64))
+    config = PipelineConfig(verify=VerifyConfig(enabled=True))
     verifier = RenderVerifier(renderer, config.verify)
     stage = ForcedWrongPlace(frames)
     true_errors, first_errors, margins = [], [], []
@@ -87,9 +88,9 @@ def test_a_forced_wrong_place_pose_is_overruled_by_a_trained_map(small_nerf_run)
     assert min(margins) > 0.05
 
 
-def test_the_true_pose_outscores_a_2m_shifted_pose_with_a_trained_map(small_nerf_run):
-    renderer = FieldRenderer(small_nerf_run)
-    verifier = RenderVerifier(renderer, VerifyConfig(enabled=True, resolution=64))
+def test_the_true_pose_outscores_a_2m_shifted_pose_with_a_trained_map(gallery_map):
+    renderer = FieldRenderer(gallery_map)
+    verifier = RenderVerifier(renderer, VerifyConfig(enabled=True))
     wins, gaps = 0, []
     frames = renderer.frames("train")[::4] + renderer.frames("test")
     from nerfloc_plugins.data.images import load_rgb
@@ -107,12 +108,12 @@ def test_the_true_pose_outscores_a_2m_shifted_pose_with_a_trained_map(small_nerf
     assert np.median(gaps) > 0.2
 
 
-def test_ns_localize_baseline_verify_map_writes_and_resumes_verification(small_nerf_run, tmp_path):
-    scene = Path(small_nerf_run).parents[4] / "scene"
+def test_ns_localize_baseline_verify_map_writes_and_resumes_verification(gallery_map, tmp_path):
+    scene = Path(gallery_map).parents[4] / "scene"
     out = tmp_path / "verified"
     cmd = [
         sys.executable, "-m", "nerfloc_plugins.scripts.localize_baseline", "--data", str(scene),
-        "--output-dir", str(out), "--verify.map", str(small_nerf_run), "--verify.resolution", "64",
+        "--output-dir", str(out), "--verify.map", str(gallery_map),
         "--split", "train", "--max-queries", "6", "--sift.contrast-threshold", "0.01",
     ]  # fmt: skip
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
@@ -134,13 +135,13 @@ def test_ns_localize_baseline_verify_map_writes_and_resumes_verification(small_n
     assert list(csv.DictReader(open(out / "per_query.csv")))[0]["verify_score"] == rows[0]["verify_score"]
 
 
-def test_python_api_verifies_with_a_map(small_nerf_run):
+def test_python_api_verifies_with_a_map(gallery_map):
     from nerfloc_plugins import load_localizer
     from nerfloc_plugins.features.local_features import SiftConfig
     from nerfloc_plugins.scripts.localize_baseline import best_baseline_pipeline
 
-    scene = Path(small_nerf_run).parents[4] / "scene"
-    pipeline = replace(best_baseline_pipeline(), verify=VerifyConfig(map=Path(small_nerf_run), resolution=64))
+    scene = Path(gallery_map).parents[4] / "scene"
+    pipeline = replace(best_baseline_pipeline(), verify=VerifyConfig(map=Path(gallery_map)))
     loc = load_localizer(scene, pipeline=pipeline, sift=SiftConfig(contrast_threshold=0.01))
     frame = loc.localizer.map_frames()[3]
     result = loc.localize(frame.image_path, camera=frame.intrinsics)
