@@ -464,7 +464,7 @@ def match_query(
             vis_view, vis_matches, vis_inliers = vis
         hypotheses[0].w2c = result.w2c
     hypotheses += single
-    if priors_fn.pose_prior is not None and priors:
+    if getattr(priors_fn, "pose_prior", None) is not None and priors:  # priors_fn: any callable prior source
         hypotheses.append(PoseHypothesis(invert_rigid(priors[0].c2w), 0, 0, "prior"))
     return QueryResult(
         frame=frame,
