@@ -33,13 +33,14 @@ from nerfloc_plugins.geometry.pose_errors import pose_error
 from nerfloc_plugins.geometry.poses import invert_rigid
 from nerfloc_plugins.localize.hypotheses import PoseHypothesis
 from nerfloc_plugins.localize.pipeline import localize_with_cascade, prepare_stages, query_image
+from nerfloc_plugins.localize.report import WRONG_PLACE_CM
 from nerfloc_plugins.localize.verification import RenderVerifier, Verification, VerifyConfig
 from nerfloc_plugins.nerf.field_renderer import FieldRenderer
 from nerfloc_plugins.nerf.render_sampling import RenderSampling
 from nerfloc_plugins.scripts.localize_baseline import LocalizeBaseline
 from nerfloc_plugins.utils.atomic import write_json_atomically, write_text_atomically
 
-WRONG_PLACE_M = 0.5
+WRONG_PLACE_M = WRONG_PLACE_CM / 100.0
 
 
 class CachedRenderer:

@@ -288,7 +288,11 @@ class RenderVerifier:
     def keeps_refinement(
         self, verification: Verification, refined_w2c: np.ndarray, image: np.ndarray, intrinsics: Intrinsics
     ) -> tuple[bool, float]:
-        """Whether a refined pose scores at least as well as the verified one (and its score)."""
-        small, camera = self.query_at_render_size(image, intrinsics)
+        """Whether a refined pose scores at least as well as the verified one (and its score); the
+        query downsampled by :meth:`verify` is reused when the verification kept it."""
+        if verification.query_image is not None:
+            small, camera = verification.query_image, self.render_camera(intrinsics)
+        else:
+            small, camera = self.query_at_render_size(image, intrinsics)
         score, _ = self.score_pose(refined_w2c, small, camera)
         return score >= verification.score, score
