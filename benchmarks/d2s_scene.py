@@ -22,7 +22,7 @@ from typing import Optional
 
 import tyro
 
-from nerfloc_plugins.localize.report import results_table, stage_lines
+from nerfloc_plugins.localize.outputs.tables import results_table, stage_lines
 from nerfloc_plugins.methods.d2s.d2s_pose_synthesis import PoseSynthesisConfig
 from nerfloc_plugins.methods.d2s.d2s_synthesize import Synthesize
 from nerfloc_plugins.methods.d2s.d2s_train import TrainD2S

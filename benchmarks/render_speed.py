@@ -32,7 +32,7 @@ import tyro
 
 from nerfloc_plugins.data.frames import PosedFrame, load_depth_meters
 from nerfloc_plugins.data.images import load_rgb
-from nerfloc_plugins.localize.report import number
+from nerfloc_plugins.localize.outputs.tables import number
 from nerfloc_plugins.nerf.field_renderer import FieldRenderer
 from nerfloc_plugins.nerf.render_sampling import RenderSampling
 from nerfloc_plugins.utils.atomic import write_json_atomically, write_text_atomically

@@ -31,13 +31,14 @@ import tyro
 
 from nerfloc_plugins.geometry.pose_errors import pose_error
 from nerfloc_plugins.geometry.poses import invert_rigid
-from nerfloc_plugins.localize.hypotheses import PoseHypothesis
-from nerfloc_plugins.localize.pipeline import localize_with_cascade, prepare_stages, query_image
-from nerfloc_plugins.localize.report import WRONG_PLACE_CM
-from nerfloc_plugins.localize.verification import RenderVerifier, Verification, VerifyConfig
+from nerfloc_plugins.localize.map_sources import pipeline_from_dataset
+from nerfloc_plugins.localize.outputs.metrics import WRONG_PLACE_CM
+from nerfloc_plugins.localize.pipeline import localize_with_cascade
+from nerfloc_plugins.localize.stages.hypotheses import PoseHypothesis
+from nerfloc_plugins.localize.stages.map_checks import query_image
+from nerfloc_plugins.localize.stages.verification import RenderVerifier, Verification, VerifyConfig
 from nerfloc_plugins.nerf.field_renderer import FieldRenderer
 from nerfloc_plugins.nerf.render_sampling import RenderSampling
-from nerfloc_plugins.scripts.localize_baseline import LocalizeBaseline
 from nerfloc_plugins.utils.atomic import write_json_atomically, write_text_atomically
 
 WRONG_PLACE_M = WRONG_PLACE_CM / 100.0
@@ -96,15 +97,13 @@ class VerificationScores:
     max_queries: int = 1000
 
     def main(self) -> dict:
-        command = LocalizeBaseline(data=self.data)
-        pipeline = command.pipeline
-        localizer, fallbacks = command.stages()
-        stages, _, _ = prepare_stages(localizer, pipeline, None, fallbacks)
+        built = pipeline_from_dataset(self.data)
+        pipeline, stages = built.config, built.stages
         pipeline.verify = replace(pipeline.verify, enabled=True, sampling=RenderSampling(samples=self.samples))
         renderer = CachedRenderer(FieldRenderer(self.map))
         recorder = RecordingVerifier()
         queries = []
-        for frame in localizer.query_frames("test")[: self.max_queries]:
+        for frame in built.query_frames("test", self.max_queries):
             result = localize_with_cascade(stages, frame, pipeline, None, recorder)
             image, intrinsics = query_image(result) if result.w2c is not None else (None, None)
             queries.append((frame, result.w2c is not None, recorder.candidates if result.w2c is not None else [],

@@ -10,42 +10,41 @@
 
     # render verification of every pose hypothesis with a trained map (the best pipeline measured)
     from dataclasses import replace
-    from nerfloc_plugins.localize.verification import VerifyConfig
-    from nerfloc_plugins.scripts.localize_baseline import best_baseline_pipeline
+    from nerfloc_plugins.localize.stages.verification import VerifyConfig
+    from nerfloc_plugins.localize.pipeline_config import best_baseline_pipeline
     pipeline = replace(best_baseline_pipeline(), verify=VerifyConfig(map=Path("outputs/room/nerfloc-nerfacto-cpu/<ts>/config.yml")))
     loc = nerfloc_plugins.load_localizer("examples/demo_room", pipeline=pipeline)
     result = loc.localize("photo.jpg")   # result.status: "localized" | "unverified" | "failed"; result.verify_score
 
 Poses are in the map's (dataset's) metric frame with OpenCV camera axes (x right, y down,
 z forward); ``c2w`` maps camera to world coordinates, ``w2c`` is its inverse (hloc/COLMAP's
-convention).  ``options`` are the fields of the command the source selects, as keyword
-arguments: :class:`~nerfloc_plugins.scripts.localize_baseline.LocalizeBaseline` for a dataset
-directory (e.g. ``features="aliked"``, ``map_matching="views"``,
-``pipeline=PipelineConfig(...)``) and :class:`~nerfloc_plugins.scripts.localize.LocalizeBase`
-plus the method's options group for a run file (e.g. ``crossfire=CrossFireLocalizerConfig(...)``).
+convention).  ``load_localizer``'s keyword options: ``pipeline=PipelineConfig(...)`` (retrieval,
+PnP, refinement, cascade, verification); for a dataset directory the classical map's options
+(:class:`~nerfloc_plugins.localize.map_sources.ClassicalMapConfig` fields, e.g. ``features="aliked"``,
+``map_matching="views"``), ``dataparser=`` and ``train_stride=``; for a run file its localizer's
+options by name (e.g. ``crossfire=CrossFireLocalizerConfig(...)``) and ``pose_prior=RUN``.  A
+pipeline composed by hand (:class:`~nerfloc_plugins.localize.pipeline.LocalizationPipeline`) is
+wrapped by ``MapLocalizer(pipeline)``.
+
+Images are decoded once; an array is localized as it is (no file is written).
 """
 
 from __future__ import annotations
 
-import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
-from PIL import Image
 
 from nerfloc_plugins.data.frames import Intrinsics, PosedFrame, image_size
 from nerfloc_plugins.data.query_images import intrinsics_for
 from nerfloc_plugins.geometry.poses import invert_rigid
-from nerfloc_plugins.localize.localizer import Localizer, LocalizerKind, PosePrior
-from nerfloc_plugins.localize.pipeline import (
-    PipelineConfig,
-    PriorSource,
-    QueryResult,
-    localize_with_cascade,
-    prepare_stages,
-)
+from nerfloc_plugins.localize.interface.specs import discover_specs
+from nerfloc_plugins.localize.map_sources import ClassicalMapConfig, pipeline_from_dataset, pipeline_from_run
+from nerfloc_plugins.localize.pipeline import LocalizationPipeline
+from nerfloc_plugins.localize.pipeline_config import PipelineConfig
+from nerfloc_plugins.localize.stages.query_result import QueryResult
 
 CameraLike = Union[Intrinsics, Sequence[float], None]
 ImageLike = Union[str, Path, np.ndarray]
@@ -120,50 +119,48 @@ class FixedPosePrior:
 
 
 class MapLocalizer:
-    """A loaded map (its localizer, cascade stages, retrieval index) that localizes images."""
+    """A loaded map (its :class:`LocalizationPipeline`: localizers, cascade stages, retrieval index)
+    that localizes images."""
 
-    def __init__(
-        self,
-        localizer: Localizer,
-        config: PipelineConfig,
-        fallbacks: Sequence[Localizer] = (),
-        pose_prior: Optional[PosePrior] = None,
-    ) -> None:
-        self.localizer = localizer
-        self.config = config
-        self.fallbacks = list(fallbacks)
-        self.stages, self.refiner, self.verifier = prepare_stages(localizer, config, pose_prior, self.fallbacks)
-        self.map_camera = localizer.map_camera()
-        self._scratch = tempfile.TemporaryDirectory(prefix="nerfloc-api-")
+    def __init__(self, pipeline: LocalizationPipeline) -> None:
+        self.pipeline = pipeline
+        self.map_camera = pipeline.localizer.map_camera()
         self._count = 0
 
     @property
     def name(self) -> str:
-        return " -> ".join(loc.name for loc, _ in self.stages)
+        return self.pipeline.name
 
-    def camera_for(self, path: Path, camera: CameraLike) -> Intrinsics:
+    def camera_for(self, path: Optional[Path], size: tuple, camera: CameraLike) -> Intrinsics:
         """The query's pinhole camera: ``camera`` (Intrinsics, or fx fy cx cy [W H]), else the map's
-        camera rescaled to the image, else its EXIF focal length."""
-        size = image_size(path)
+        camera rescaled to the image, else (a file) its EXIF focal length."""
         if isinstance(camera, Intrinsics):
             return camera if (camera.width, camera.height) == size else camera.scaled_to(*size)
-        return intrinsics_for(path, size, None if camera is None else tuple(camera), self.map_camera)
+        return intrinsics_for(path or Path("array"), size, None if camera is None else tuple(camera), self.map_camera)
 
-    def image_file(self, image: ImageLike) -> Path:
-        """A file for ``image`` (localizers read queries from disk): the path itself, or the array
-        (``(H, W, 3)``, uint8 or float in [0, 1]) written to this localizer's scratch folder."""
+    def query_frame(self, image: ImageLike, camera: CameraLike, name: Optional[str]) -> PosedFrame:
+        """The query as a frame: a file (decoded once, by the pipeline) or an array (used as it is:
+        ``(H, W, 3)`` RGB, uint8 or float in [0, 1], finite)."""
         if not isinstance(image, np.ndarray):
             path = Path(image)
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: query image not found")
-            return path
+            return PosedFrame(name or path.name, path, None, self.camera_for(path, image_size(path), camera))
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"query image: expected an (H, W, 3) RGB array, got shape {image.shape}")
-        rgb = image if image.dtype == np.uint8 else (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+        if image.dtype == np.uint8:
+            rgb = image.astype(np.float32) / 255.0
+        elif np.issubdtype(image.dtype, np.floating):
+            if not np.isfinite(image).all():
+                bad = int((~np.isfinite(image)).any(axis=2).sum())
+                raise ValueError(f"query image: {bad} pixels are NaN or infinite (expected finite values in [0, 1])")
+            rgb = np.clip(image, 0.0, 1.0).astype(np.float32)
+        else:
+            raise ValueError(f"query image: expected a uint8 or float array, got {image.dtype}")
         self._count += 1
-        path = Path(self._scratch.name) / f"query-{self._count:06d}.png"
-        Image.fromarray(rgb).save(path)
-        return path
+        name = name or f"array-{self._count:06d}"
+        size = (image.shape[1], image.shape[0])
+        return PosedFrame(name, Path(name), None, self.camera_for(None, size, camera), pixels=rgb)
 
     def localize(
         self,
@@ -175,37 +172,32 @@ class MapLocalizer:
         """The pose of one image (a path or an RGB array); ``camera``: its pinhole intrinsics
         (default: the map's camera, or EXIF); ``prior``: a camera-to-world pose to render and match
         at instead of retrieval (field maps only)."""
-        path = self.image_file(image)
-        frame = PosedFrame(name or path.name, path, None, self.camera_for(path, camera))
-        stages = self.stages
-        if prior is not None:
-            first, _ = stages[0]
-            if first.kind is not LocalizerKind.MATCHES_MAP_VIEWS or not first.renders_at_any_pose:
-                raise ValueError(f"prior: {first.name} cannot render at a given pose (it needs a field map)")
-            stages = [(first, PriorSource(first, self.config, FixedPosePrior(prior)))] + stages[1:]
-        result = localize_with_cascade(stages, frame, self.config, self.refiner, self.verifier)
-        return Localization.from_result(result)
+        frame = self.query_frame(image, camera, name)
+        stages = None if prior is None else self.pipeline.with_pose_prior(FixedPosePrior(prior))
+        return Localization.from_result(self.pipeline.localize(frame, stages))
 
     def localize_many(self, images: Sequence[ImageLike], camera: CameraLike = None) -> List[Localization]:
         return [self.localize(image, camera) for image in images]
 
 
-def load_localizer(source: Union[str, Path], **options) -> MapLocalizer:
+def load_localizer(source: Union[str, Path], pipeline: Optional[PipelineConfig] = None, **options) -> MapLocalizer:
     """Load a map once: a dataset directory (the classical baseline, ``ns-localize-baseline``'s
     default pipeline) or a trained run's ``config.yml`` / run file (its method, ``ns-localize``'s
-    defaults); ``options``: fields of that command (module docstring)."""
+    defaults); ``options``: see the module docstring."""
     source = Path(source)
     if source.is_dir():
-        from nerfloc_plugins.scripts.localize_baseline import LocalizeBaseline
-
-        command = LocalizeBaseline(data=source, **options)
-        localizer, fallbacks = command.stages()
-        return MapLocalizer(localizer, command.pipeline, fallbacks)
+        classical_fields = {f.name for f in fields(ClassicalMapConfig)}
+        unknown = set(options) - classical_fields - {"dataparser", "train_stride"}
+        if unknown:
+            raise TypeError(f"load_localizer({source}): unknown options {sorted(unknown)} for a dataset directory")
+        classical = ClassicalMapConfig(**{k: v for k, v in options.items() if k in classical_fields})
+        extra = {k: options[k] for k in ("dataparser", "train_stride") if k in options}
+        return MapLocalizer(pipeline_from_dataset(source, pipeline, classical, **extra))
     if not source.is_file():
         raise FileNotFoundError(f"{source}: expected a dataset directory or a run's config.yml")
-    from nerfloc_plugins.scripts.localize import Localize
-
-    command = Localize(load_config=source, **options)
-    localizer = command.localizer()
-    fallbacks = [f for f in [command.fallback()] if f is not None]
-    return MapLocalizer(localizer, command.pipeline, fallbacks, command.prior(localizer))
+    pose_prior = options.pop("pose_prior", None)
+    by_name = {name.replace("_", "-"): value for name, value in options.items()}
+    unknown = set(by_name) - {spec.name for spec in discover_specs()}
+    if unknown:
+        raise TypeError(f"load_localizer({source}): unknown options {sorted(unknown)} (expected localizer names)")
+    return MapLocalizer(pipeline_from_run(source, pipeline, by_name, pose_prior))

@@ -78,6 +78,26 @@ MOVED_MODULES: Dict[str, str] = {
         "synthesis.pose_export": "methods.d2s.d2s_pose_export",
         "scripts.synthesize": "methods.d2s.d2s_synthesize",
         "scripts.train_d2s": "methods.d2s.d2s_train",
+        # localize/ before it was split by job (interface, localizers, stages, outputs)
+        "localize.localizer": "localize.interface.localizer",
+        "localize.specs": "localize.interface.specs",
+        "localize.baseline": "localize.localizers.classical",
+        "localize.direct_matching": "localize.localizers.direct_matching",
+        "localize.field_localizer": "localize.localizers.field_localizer",
+        "localize.rendered_features_localizer": "localize.localizers.rendered_features",
+        "localize.retrieval": "localize.stages.retrieval",
+        "localize.synthesized_views": "localize.stages.synthesized_views",
+        "localize.pnp": "localize.stages.pnp",
+        "localize.hypotheses": "localize.stages.hypotheses",
+        "localize.refine": "localize.stages.refine",
+        "localize.render_match": "localize.stages.render_match",
+        "localize.verification": "localize.stages.verification",
+        "localize.cascade": "localize.stages.cascade",
+        "localize.query_journal": "localize.outputs.query_journal",
+        "localize.report": "localize.outputs.report",
+        "localize.report_plots": "localize.outputs.report_plots",
+        "localize.verification_report": "localize.outputs.verification_report",
+        "localize.metrics": "localize.outputs.metrics",
     }.items()
 }
 """Old module path -> module path now."""

@@ -144,7 +144,7 @@ def recover_perturbed_poses(localizer, frames, config) -> list:
     from nerfloc_plugins.geometry.pose_errors import pose_error
     from nerfloc_plugins.geometry.poses import invert_rigid
     from nerfloc_plugins.localize.pipeline import localize_query
-    from nerfloc_plugins.localize.refine import perturb
+    from nerfloc_plugins.localize.stages.refine import perturb
 
     errors = []
     for frame in frames:

@@ -181,6 +181,41 @@ def test_other_camera_models_are_undistorted(tmp_path):
     assert len(read_poses(out / "poses.txt")) == 8 and len(truth) == 120
 
 
+def test_a_distortion_model_with_zero_parameters_is_a_pinhole_camera(colmap_scene, tmp_path):
+    """A SIMPLE_RADIAL camera with k = 0 (a camera fixed to known intrinsics keeps its model) is a
+    pinhole camera: read as it is (no undistortion, no error) and localized within 2 cm."""
+    import shutil
+
+    import pycolmap
+    import tyro
+
+    from nerfloc_plugins.scripts.localize_baseline import LocalizeBaseline
+
+    root, truth = colmap_scene
+    fixed = tmp_path / "fixed"
+    shutil.copytree(root / "images", fixed / "images")
+    shutil.copytree(root / "text", fixed / "text")
+    _, model, width, height, fx, fy, cx, cy = (fixed / "text" / "cameras.txt").read_text().split()
+    assert model == "PINHOLE" and float(fx) == float(fy)
+    (fixed / "text" / "cameras.txt").write_text(f"1 SIMPLE_RADIAL {width} {height} {fx} {cx} {cy} 0\n")
+    (fixed / "sparse" / "0").mkdir(parents=True)
+    pycolmap.Reconstruction(str(fixed / "text")).write_binary(str(fixed / "sparse" / "0"))
+    parser = ColmapDataParserConfig(data=fixed, query_prefix="seq-03/").setup()
+    frame = parser.frames("train")[0]
+    assert frame.image_path.parent.parent == fixed / "images" and frame.intrinsics.fx == pytest.approx(float(fx))
+    out = tmp_path / "out"
+    args = ["--data", str(fixed), "--output-dir", str(out), "--max-queries", "6", "colmap-data", "--query-prefix", "seq-03/"]
+    metrics = tyro.cli(LocalizeBaseline, args=args).main()
+    assert metrics["median_translation_cm"] < 2.0, metrics["median_translation_cm"]
+    assert not (fixed / "nerfloc_cache" / "undistorted").exists()
+    # a camera with real distortion still is not one
+    from nerfloc_plugins.data.colmap_model import is_pinhole
+
+    radial = pycolmap.Camera(model="SIMPLE_RADIAL", width=160, height=120, params=[131.25, 80, 60, 0.1])
+    fisheye = pycolmap.Camera(model="SIMPLE_RADIAL_FISHEYE", width=160, height=120, params=[131.25, 80, 60, 0.0])
+    assert not is_pinhole(radial) and not is_pinhole(fisheye) and len(truth) == 120
+
+
 def test_bad_colmap_inputs_give_one_line(colmap_scene, tmp_path):
     root, _ = colmap_scene
     broken = tmp_path / "broken"

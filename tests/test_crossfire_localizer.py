@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import recover_perturbed_poses
 
-from nerfloc_plugins.localize.pipeline import PipelineConfig, RefineConfig
+from nerfloc_plugins.localize.pipeline_config import PipelineConfig, RefineConfig
 from nerfloc_plugins.methods.crossfire.crossfire_localizer import CrossFireLocalizer, CrossFireLocalizerConfig
 
 

@@ -8,7 +8,11 @@ from pathlib import Path
 
 import torch
 
-from nerfloc_plugins.localize.direct_matching import DirectMatchingConfig, nearest_map_points, spatial_ratio_matches
+from nerfloc_plugins.localize.localizers.direct_matching import (
+    DirectMatchingConfig,
+    nearest_map_points,
+    spatial_ratio_matches,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "demo_room"

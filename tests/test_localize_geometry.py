@@ -9,9 +9,9 @@ from nerfloc_plugins.geometry.poses import DataparserTransform, invert_rigid, qv
 from nerfloc_plugins.geometry.projection import project
 from nerfloc_plugins.geometry.rays import rays_from_pixels
 from nerfloc_plugins.localize import io, matching, metrics
-from nerfloc_plugins.localize.pnp import PnPConfig, solve_pnp
-from nerfloc_plugins.localize.refine import PhotometricConfig, PhotometricRefiner, perturb
-from nerfloc_plugins.localize.retrieval import RetrievalConfig, VladIndex, kmeans
+from nerfloc_plugins.localize.stages.pnp import PnPConfig, solve_pnp
+from nerfloc_plugins.localize.stages.refine import PhotometricConfig, PhotometricRefiner, perturb
+from nerfloc_plugins.localize.stages.retrieval import RetrievalConfig, VladIndex, kmeans
 
 INTR = Intrinsics(200.0, 210.0, 80.0, 60.0, 160, 120)
 

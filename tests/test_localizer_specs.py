@@ -18,15 +18,17 @@ from nerfloc_plugins.data.synthetic_scene import look_at_c2w
 from nerfloc_plugins.geometry.pose_errors import pose_error
 from nerfloc_plugins.geometry.poses import invert_rigid
 from nerfloc_plugins.legacy_modules import MOVED_MODULES
-from nerfloc_plugins.localize import specs as specs_module
-from nerfloc_plugins.localize.localizer import (
+from nerfloc_plugins.localize.interface import specs as specs_module
+from nerfloc_plugins.localize.interface.localizer import (
     LocalizerKind,
     PoseRegressionLocalizer,
     QueryDescription,
     SceneCoordinateLocalizer,
 )
-from nerfloc_plugins.localize.pipeline import PipelineConfig, run_localization
-from nerfloc_plugins.localize.specs import LocalizerSpec, discover_specs, spec_for_run
+from nerfloc_plugins.localize.interface.specs import LocalizerSpec, discover_specs, spec_for_run
+from nerfloc_plugins.localize.map_sources import run_localizer
+from nerfloc_plugins.localize.pipeline import run_localization
+from nerfloc_plugins.localize.pipeline_config import PipelineConfig
 from nerfloc_plugins.scripts.localize import Localize, localize_command
 
 INTRINSICS = Intrinsics(fx=100.0, fy=100.0, cx=64.0, cy=48.0, width=128, height=96)
@@ -207,7 +209,7 @@ def test_old_module_paths_import_the_moved_modules():
 def test_a_run_trained_with_old_module_paths_loads_and_renders_the_same(tiny_run):
     """A run's config.yml rewritten to the old paths: ns-localize picks its localizer and the
     field renders exactly what the same run renders from its own config.yml."""
-    from nerfloc_plugins.localize.rendered_features_localizer import RenderedFeaturesLocalizer
+    from nerfloc_plugins.localize.localizers.rendered_features import RenderedFeaturesLocalizer
     from nerfloc_plugins.nerf.field_renderer import FieldRenderer
 
     text = to_old_paths(tiny_run.read_text())
@@ -215,7 +217,7 @@ def test_a_run_trained_with_old_module_paths_loads_and_renders_the_same(tiny_run
     old_config = tiny_run.parent / "config_old_paths.yml"  # beside it: the run's paths stay valid
     old_config.write_text(text)
 
-    localizer = Localize(old_config).localizer()
+    localizer = run_localizer(old_config)
     assert isinstance(localizer, RenderedFeaturesLocalizer)
     query = localizer.query_frames("test")[0]
     old = localizer.renderer.render(query.c2w, query.intrinsics)
@@ -248,8 +250,9 @@ class ExactCoordinateRegressor(ToyCoordinateRegressor):
 def test_the_cascade_takes_its_fallback_where_the_first_stage_fails(tmp_path):
     import csv
 
-    from nerfloc_plugins.localize.cascade import AcceptConfig, CascadeConfig
-    from nerfloc_plugins.localize.report import build_metrics, write_per_query_csv
+    from nerfloc_plugins.localize.outputs.metrics import build_metrics
+    from nerfloc_plugins.localize.outputs.per_query_csv import write_per_query_csv
+    from nerfloc_plugins.localize.stages.cascade import AcceptConfig, CascadeConfig
 
     config = PipelineConfig(cascade=CascadeConfig(accept=AcceptConfig(min_inliers=30)))
     results, _ = run_localization(NoisyCoordinateRegressor(), config, fallbacks=[ExactCoordinateRegressor()])

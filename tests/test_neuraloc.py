@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from nerfloc_plugins.localize.localizer import MapView, QueryDescription
+from nerfloc_plugins.localize.interface.localizer import MapView, QueryDescription
 from nerfloc_plugins.methods.neuraloc import neuraloc_losses as L
 from nerfloc_plugins.methods.neuraloc.neuraloc_localizer import NeuraLocLocalizer, NeuraLocLocalizerConfig
 from nerfloc_plugins.methods.neuraloc.neuraloc_teachers import NeuraLocTeacherConfig, NeuraLocTeachers, sample_map

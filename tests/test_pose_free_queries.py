@@ -95,7 +95,7 @@ def test_video_file_sampled_at_a_rate(tmp_path):
     assert set(poses) == set(truth)
     errors = errors_cm(poses, truth)
     assert np.median(errors) < 2.0, errors
-    assert (out / "queries" / "walk" / "frame-000004.png").is_file()  # the frames the localizer read
+    assert not (out / "queries").exists()  # the frames stay in memory: decoded once, never written
 
 
 def distorted(image: np.ndarray, K: np.ndarray, k1: float) -> np.ndarray:
@@ -125,8 +125,9 @@ def test_hloc_query_list_with_cameras_undistorts(tmp_path):
     localize_baseline(out, "--queries", str(query_list), "--query-images", str(images))
     errors = errors_cm(read_poses(out / "poses.txt"), truth)
     assert np.median(errors) < 2.0, errors
-    frames = load_query_frames(QueryImagesConfig(queries=query_list, query_images=images), None, tmp_path / "w")
-    assert all(f.image_path.parent == tmp_path / "w" / "queries" for f in frames)  # undistorted copies
+    frames = load_query_frames(QueryImagesConfig(queries=query_list, query_images=images), None)
+    assert all(f.image_path.parent == images and f.pixels is not None for f in frames)  # undistorted in memory
+    assert not (out / "queries").exists()  # nothing written: the query is decoded once, by the pipeline
     assert frames[0].intrinsics.fx == pytest.approx(K[0, 0]) and frames[0].c2w is None
 
 
@@ -137,17 +138,17 @@ def test_query_cameras_in_order_and_bad_inputs(tmp_path):
     folder.mkdir()
     Image.fromarray(np.zeros((240, 320, 3), np.uint8)).save(folder / "a.png")
     cfg = QueryImagesConfig(queries=folder)
-    assert load_query_frames(cfg, CAMERA, tmp_path)[0].intrinsics.fx == pytest.approx(2 * CAMERA.fx)
+    assert load_query_frames(cfg, CAMERA)[0].intrinsics.fx == pytest.approx(2 * CAMERA.fx)
     cfg = QueryImagesConfig(queries=folder, camera=(100.0, 100.0, 80.0, 60.0, 160, 120))
-    assert load_query_frames(cfg, CAMERA, tmp_path)[0].intrinsics.fx == pytest.approx(200.0)
+    assert load_query_frames(cfg, CAMERA)[0].intrinsics.fx == pytest.approx(200.0)
     exif = Image.Exif()
     exif.get_ifd(0x8769)[0xA405] = 36  # 36 mm equivalent: f = the longest side
     Image.fromarray(np.zeros((300, 200, 3), np.uint8)).save(folder / "b.jpg", exif=exif)
-    frames = load_query_frames(QueryImagesConfig(queries=folder), CAMERA, tmp_path)
+    frames = load_query_frames(QueryImagesConfig(queries=folder), CAMERA)
     assert frames[1].name == "b.jpg" and frames[1].intrinsics.fx == pytest.approx(300.0)  # 4:3 map, 2:3 image
     with pytest.raises(DatasetFormatError, match="no camera for this query"):
         Image.fromarray(np.zeros((300, 200, 3), np.uint8)).save(folder / "c.png")
-        load_query_frames(QueryImagesConfig(queries=folder), CAMERA, tmp_path)
+        load_query_frames(QueryImagesConfig(queries=folder), CAMERA)
     query_list = tmp_path / "list.txt"
     for text, message in [
         ("a.png FISHEYE_X 320 240 1 2 3", r"list.txt:1: camera model 'FISHEYE_X': expected one of"),
@@ -158,11 +159,11 @@ def test_query_cameras_in_order_and_bad_inputs(tmp_path):
     ]:
         query_list.write_text(text + "\n")
         with pytest.raises(DatasetFormatError, match=message):
-            load_query_frames(QueryImagesConfig(queries=query_list, query_images=folder), None, tmp_path)
+            load_query_frames(QueryImagesConfig(queries=query_list, query_images=folder), None)
     not_a_video = tmp_path / "clip.mp4"
     not_a_video.write_bytes(b"not a video")
     with pytest.raises(DatasetFormatError, match="clip.mp4: cannot open the video"):
-        load_query_frames(QueryImagesConfig(queries=not_a_video), CAMERA, tmp_path)
+        load_query_frames(QueryImagesConfig(queries=not_a_video), CAMERA)
     # through the command line: one line, no traceback
     query_list.write_text("a.png FISHEYE_X 320 240 1 2 3\n")
     cmd = [sys.executable, "-m", "nerfloc_plugins.scripts.localize_baseline", "--data", str(EXAMPLE),
@@ -197,6 +198,76 @@ def test_python_api_round_trip(tmp_path):
         loc.localize(QUERIES[0], prior=np.eye(4))
     with pytest.raises(FileNotFoundError, match="query image not found"):
         loc.localize(tmp_path / "nope.png")
+
+
+def test_one_unreadable_query_is_skipped_and_recorded_as_failed(tmp_path, capsys):
+    """A folder of queries with one file that is not an image: the others are localized (within
+    1 cm), the bad one is named in one line and recorded as failed; --strict-queries stops on it."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    truth = {}
+    for image in QUERIES[:3]:
+        shutil.copy(image, folder / image.name)
+        truth[image.name] = ground_truth(image)
+    (folder / "broken.png").write_bytes(b"not a png at all")
+    out = tmp_path / "out"
+    metrics = localize_baseline(out, "--queries", str(folder))
+    printed = capsys.readouterr().out
+    assert "skipping query" in printed and "broken.png" in printed
+    assert metrics["num_queries"] == 4 and metrics["num_localized"] == 3
+    rows = {row["name"]: row for row in csv.DictReader(open(out / "per_query.csv"))}
+    assert rows["broken.png"]["status"] == "failed"
+    assert np.median(errors_cm(read_poses(out / "poses.txt"), truth)) < 1.0
+    with pytest.raises(DatasetFormatError, match="broken.png: cannot read image"):
+        localize_baseline(tmp_path / "strict", "--queries", str(folder), "--strict-queries")
+
+
+def test_sixteen_bit_query_is_read_at_its_bit_depth(tmp_path):
+    """A 16-bit PNG query (colour, and grey) is read at its bit depth: the colour one localizes as
+    the 8-bit original does (within 1 cm), not as a blank image; the loader scales 65535 to 1."""
+    from nerfloc_plugins.data.images import load_rgb
+
+    rgb8 = np.asarray(Image.open(QUERIES[1]))
+    cv2.imwrite(str(tmp_path / "q16.png"), cv2.cvtColor(rgb8.astype(np.uint16) * 257, cv2.COLOR_RGB2BGR))
+    grey16 = (np.linspace(0, 65535, 160 * 120).reshape(120, 160)).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "g16.png"), grey16)
+    assert np.abs(load_rgb(tmp_path / "q16.png") - rgb8 / 255.0).max() < 1e-6
+    grey = load_rgb(tmp_path / "g16.png")
+    assert grey.shape == (120, 160, 3) and abs(grey.max() - 1.0) < 1e-6 and abs(grey.mean() - 0.5) < 0.01
+    import nerfloc_plugins
+
+    result = nerfloc_plugins.load_localizer(EXAMPLE).localize(tmp_path / "q16.png")
+    assert result.localized and result.num_inliers >= 30
+    assert pose_error(result.w2c, ground_truth(QUERIES[1]))[0] * 100 < 1.0
+
+
+def test_arrays_are_checked_and_decoded_once(tmp_path, monkeypatch):
+    """An array with NaN is refused in one line naming the problem; a query through a two-stage
+    cascade (direct matching, then the views) is decoded and described once, an array never decoded."""
+    import nerfloc_plugins
+    from nerfloc_plugins.data import frames as frames_module
+    from nerfloc_plugins.localize.pipeline_config import best_baseline_pipeline
+    from nerfloc_plugins.localize.stages.cascade import AcceptConfig, CascadeConfig
+
+    pipeline = best_baseline_pipeline()
+    pipeline.cascade = CascadeConfig(accept=AcceptConfig(min_inliers=10**6))  # every query runs both stages
+    loc = nerfloc_plugins.load_localizer(EXAMPLE, pipeline=pipeline)
+    bad = np.asarray(Image.open(QUERIES[0])).astype(np.float32) / 255.0
+    bad[3, 4, 1] = np.nan
+    with pytest.raises(ValueError, match="1 pixels are NaN or infinite"):
+        loc.localize(bad, camera=CAMERA)
+    decoded, described = [], []
+    original = frames_module.load_rgb
+    monkeypatch.setattr(frames_module, "load_rgb", lambda path: decoded.append(path) or original(path))
+    classical = loc.pipeline.stages[1][0]  # direct matching (first) describes with it too
+    describe = classical.describe_query
+    monkeypatch.setattr(classical, "describe_query", lambda frame: described.append(frame.name) or describe(frame))
+    result = loc.localize(QUERIES[2])
+    assert result.localized and decoded == [QUERIES[2]] and described == [QUERIES[2].name]
+    assert set(result.timings) >= {"match", "verify"} and result.timings["verify"] > 0  # the views stage ran
+    from_array = loc.localize(np.asarray(Image.open(QUERIES[2])), camera=CAMERA)
+    assert decoded == [QUERIES[2]] and pose_error(from_array.w2c, result.w2c)[0] < 1e-6
+    assert not list(tmp_path.iterdir())
 
 
 def test_dataparser_subcommand_sets_the_map_camera(tmp_path):

@@ -105,7 +105,7 @@ def posemap_nerf_run(small_nerf_run, tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_posemap_gradient_reaches_the_predicted_pose(small_nerf_run):
-    from nerfloc_plugins.localize.refine import perturb
+    from nerfloc_plugins.localize.stages.refine import perturb
     from nerfloc_plugins.nerf.field_renderer import FieldRenderer
 
     renderer = FieldRenderer(small_nerf_run)
@@ -165,8 +165,10 @@ def test_short_apr_training_lowers_the_losses(posemap_nerf_run, pipeline_trainer
 def test_apr_runs_localize_alone_and_as_a_prior(posemap_nerf_run, small_nerf_run, tmp_path):
     from nerfloc_plugins.geometry.pose_errors import pose_error
     from nerfloc_plugins.geometry.poses import invert_rigid
-    from nerfloc_plugins.localize.pipeline import PriorSource
-    from nerfloc_plugins.localize.rendered_features_localizer import RenderedFeaturesLocalizer
+    from nerfloc_plugins.localize.localizers.rendered_features import RenderedFeaturesLocalizer
+    from nerfloc_plugins.localize.map_sources import pose_prior_of_run, run_localizer
+    from nerfloc_plugins.localize.pipeline_config import PipelineConfig
+    from nerfloc_plugins.localize.stages.priors import PriorSource
     from nerfloc_plugins.methods.posemap.posemap_localizer import APRLocalizer
     from nerfloc_plugins.nerf.field_renderer import FieldRenderer
     from nerfloc_plugins.scripts.localize import Localize
@@ -192,10 +194,9 @@ def test_apr_runs_localize_alone_and_as_a_prior(posemap_nerf_run, small_nerf_run
     assert dt < 1e-4 and dr < 0.1, (dt, dr)  # float32 pose: arccos resolution ~0.05 deg
     # as the prior of a field localizer (ns-localize --pose-prior, through the APR's localizer spec):
     # the prior frame is at the APR pose
-    command = Localize(small_nerf_run, pose_prior=apr_run)
-    field_localizer = command.localizer()
+    field_localizer = run_localizer(small_nerf_run)
     assert isinstance(field_localizer, RenderedFeaturesLocalizer)
-    prior = PriorSource(field_localizer, command.pipeline, command.prior(field_localizer))
+    prior = PriorSource(field_localizer, PipelineConfig(), pose_prior_of_run(apr_run, field_localizer.device))
     (chosen,) = prior(renderer.frames("test")[0], None)
     dt, dr = pose_error(invert_rigid(chosen.c2w), invert_rigid(frame.c2w))
     assert dt < 1e-4 and dr < 0.1, (dt, dr)  # float32 pose: arccos resolution ~0.05 deg

@@ -1,4 +1,4 @@
-"""Render-and-match refinement (localize/render_match.py) in the shared pipeline."""
+"""Render-and-match refinement (localize/stages/render_match.py) in the shared pipeline."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ from nerfloc_plugins.data.sevenscenes import SevenScenesDataParserConfig
 from nerfloc_plugins.data.synthetic_scene import demo_room, render_view
 from nerfloc_plugins.geometry.pose_errors import pose_error
 from nerfloc_plugins.geometry.poses import invert_rigid
-from nerfloc_plugins.localize.baseline import ClassicalLocalizer, describe_image
-from nerfloc_plugins.localize.pipeline import PipelineConfig, render_match_refiner, run_localization
-from nerfloc_plugins.localize.refine import perturb
-from nerfloc_plugins.localize.render_match import RenderMatchConfig, RenderMatchRefiner
+from nerfloc_plugins.localize.localizers.classical import ClassicalLocalizer, describe_image
+from nerfloc_plugins.localize.pipeline import run_localization
+from nerfloc_plugins.localize.pipeline_config import PipelineConfig
+from nerfloc_plugins.localize.stages.field_stages import render_match_refiner
+from nerfloc_plugins.localize.stages.refine import perturb
+from nerfloc_plugins.localize.stages.render_match import RenderMatchConfig, RenderMatchRefiner
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "demo_room"
 
@@ -110,7 +112,8 @@ def test_baseline_plus_render_match_in_the_pipeline(monkeypatch, tmp_path):
     # provenance per query in per_query.csv
     import csv
 
-    from nerfloc_plugins.localize.report import build_metrics, write_per_query_csv
+    from nerfloc_plugins.localize.outputs.metrics import build_metrics
+    from nerfloc_plugins.localize.outputs.per_query_csv import write_per_query_csv
 
     _, errors = build_metrics(refined, "m", "demo_room", 0, 0.0)
     write_per_query_csv(refined, errors, tmp_path / "per_query.csv")
@@ -118,7 +121,7 @@ def test_baseline_plus_render_match_in_the_pipeline(monkeypatch, tmp_path):
     assert [r["stage"] for r in rows] == ["classical-sift+render-match"] * 4
     assert all(int(r["render_match_iterations"]) >= 1 and float(r["t_render_match_s"]) > 0 for r in rows)
     # the report's match figure draws the refiner's matches on its own query keypoints
-    from nerfloc_plugins.localize.report_plots import save_match_figure
+    from nerfloc_plugins.localize.outputs.report_plots import save_match_figure
 
     for k, result in enumerate(refined):
         assert result.matches[:, 0].max() < len(result.query.keypoints)

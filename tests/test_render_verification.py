@@ -1,4 +1,4 @@
-"""Render verification of pose hypotheses (localize/hypotheses.py, localize/verification.py) in the
+"""Render verification of pose hypotheses (localize/stages/hypotheses.py, localize/stages/verification.py) in the
 shared pipeline, with the synthetic rooms' exact ray caster standing in for a map (fast), and the
 report files it changes.  Tests with a trained map: tests/test_render_verification_map.py."""
 
@@ -24,13 +24,15 @@ from nerfloc_plugins.data.synthetic_scene import (
 from nerfloc_plugins.features.local_features import LocalFeatures
 from nerfloc_plugins.geometry.pose_errors import pose_error
 from nerfloc_plugins.geometry.poses import invert_rigid
-from nerfloc_plugins.localize.hypotheses import PoseHypothesis, distinct_hypotheses, further_models
-from nerfloc_plugins.localize.localizer import QueryDescription
-from nerfloc_plugins.localize.pipeline import QueryResult, StageTimer, refine_by_render_match
-from nerfloc_plugins.localize.pnp import PnPConfig, solve_pnp
-from nerfloc_plugins.localize.render_match import RenderMatchResult
-from nerfloc_plugins.localize.report import build_metrics, write_report
-from nerfloc_plugins.localize.verification import RenderVerifier, VerifyConfig, ncc, windowed_ssim
+from nerfloc_plugins.localize.interface.localizer import QueryDescription
+from nerfloc_plugins.localize.outputs.metrics import build_metrics
+from nerfloc_plugins.localize.outputs.report import write_report
+from nerfloc_plugins.localize.stages.hypotheses import PoseHypothesis, distinct_hypotheses, further_models
+from nerfloc_plugins.localize.stages.map_checks import refine_by_render_match
+from nerfloc_plugins.localize.stages.pnp import PnPConfig, solve_pnp
+from nerfloc_plugins.localize.stages.query_result import QueryResult, StageTimer
+from nerfloc_plugins.localize.stages.render_match import RenderMatchResult
+from nerfloc_plugins.localize.stages.verification import RenderVerifier, VerifyConfig, ncc, windowed_ssim
 
 CAMERA = Intrinsics(525.0, 525.0, 320.0, 240.0, 640, 480).scaled_to(160, 120)
 

@@ -21,9 +21,10 @@ import pytest
 from nerfloc_plugins.data.synthetic_scene import gallery_room, nearest_hits
 from nerfloc_plugins.geometry.pose_errors import pose_error
 from nerfloc_plugins.geometry.poses import invert_rigid
-from nerfloc_plugins.localize.localizer import QueryDescription, SceneCoordinateLocalizer
-from nerfloc_plugins.localize.pipeline import PipelineConfig, localize_with_cascade
-from nerfloc_plugins.localize.verification import RenderVerifier, VerifyConfig
+from nerfloc_plugins.localize.interface.localizer import QueryDescription, SceneCoordinateLocalizer
+from nerfloc_plugins.localize.pipeline import localize_with_cascade
+from nerfloc_plugins.localize.pipeline_config import PipelineConfig
+from nerfloc_plugins.localize.stages.verification import RenderVerifier, VerifyConfig
 from nerfloc_plugins.nerf.field_renderer import FieldRenderer
 
 pytestmark = pytest.mark.slow

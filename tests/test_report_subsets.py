@@ -6,8 +6,10 @@ import numpy as np
 
 from nerfloc_plugins.data.frames import Intrinsics, PosedFrame, hard_query_names
 from nerfloc_plugins.geometry.poses import invert_rigid
-from nerfloc_plugins.localize.pipeline import QueryResult, StageTimer
-from nerfloc_plugins.localize.report import build_metrics, render_markdown, subset_table
+from nerfloc_plugins.localize.outputs.metrics import build_metrics
+from nerfloc_plugins.localize.outputs.report import render_markdown
+from nerfloc_plugins.localize.outputs.tables import subset_table
+from nerfloc_plugins.localize.stages.query_result import QueryResult, StageTimer
 
 
 def result(root: Path, name: str, error_m: float) -> QueryResult:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from nerfloc_plugins.data.sevenscenes import SevenScenesDataParserConfig
-from nerfloc_plugins.localize.retrieval import is_near_view
+from nerfloc_plugins.localize.stages.retrieval import is_near_view
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "demo_room"

@@ -139,3 +139,28 @@ def test_ns_train_dataset_errors_ctrl_c_and_resume_after_a_killed_save(tmp_path:
     steps = sorted(int(p.stem.split("-")[1]) for p in (run_dir / "nerfstudio_models").glob("step-*.ckpt"))
     assert steps[-1] == step + 3, steps  # resumed from the saved step, not from 0
     assert not (run_dir / f".step-{step + 60:09d}.ckpt.tmp").exists()  # cleaned at start
+
+
+def test_ns_localize_reads_each_run_file_once(tiny_run: Path, tmp_path: Path, monkeypatch):
+    """``ns-localize`` of a run verified by the same run's map: the dataset check, the spec, the
+    localizer, the verifier and the report all ask for the run, its file is parsed once."""
+    from nerfloc_plugins.localize.stages.verification import VerifyConfig
+    from nerfloc_plugins.nerf import run_files
+    from nerfloc_plugins.scripts.localize import Localize
+
+    parsed = []
+    original = run_files.parse_run_file
+    monkeypatch.setattr(run_files, "_READ", {})
+    monkeypatch.setattr(run_files, "parse_run_file", lambda path: parsed.append(Path(path)) or original(path))
+    command = Localize(tiny_run, output_dir=tmp_path / "out", max_queries=1)
+    command.pipeline.verify = VerifyConfig(map=tiny_run)
+    metrics = command.main()
+    assert metrics["num_queries"] == 1 and "verified by nerfloc-nerfacto-cpu map" in metrics["method"]
+    assert parsed == [tiny_run], parsed
+    # an edited file is read again
+    tiny_copy = tmp_path / "config.yml"
+    tiny_copy.write_text(tiny_run.read_text())
+    run_files.read_run_file(tiny_copy)
+    tiny_copy.write_text(tiny_run.read_text() + "\n# edited\n")
+    run_files.read_run_file(tiny_copy)
+    assert parsed[1:] == [tiny_copy, tiny_copy]

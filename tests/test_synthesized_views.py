@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from nerfloc_plugins.data.sevenscenes import SevenScenesDataParserConfig
-from nerfloc_plugins.localize.synthesized_views import SYNTHESIZED_PREFIX, synthesized_poses, up_direction
+from nerfloc_plugins.localize.stages.synthesized_views import SYNTHESIZED_PREFIX, synthesized_poses, up_direction
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "demo_room"
@@ -37,10 +37,11 @@ def test_synthesized_views_join_the_baseline_map_and_are_cached(small_nerf_run):
     lifted into the baseline's map, retrievable, and read back from the run's cache."""
     from nerfloc_plugins.data.synthetic_scene import ROOMS, render_view
     from nerfloc_plugins.features.local_features import SiftConfig
-    from nerfloc_plugins.localize.baseline import ClassicalLocalizer
-    from nerfloc_plugins.localize.pipeline import PipelineConfig, PriorSource
-    from nerfloc_plugins.localize.retrieval import RetrievalConfig
-    from nerfloc_plugins.localize.synthesized_views import SynthesizedViewsConfig
+    from nerfloc_plugins.localize.localizers.classical import ClassicalLocalizer
+    from nerfloc_plugins.localize.pipeline_config import PipelineConfig
+    from nerfloc_plugins.localize.stages.priors import PriorSource
+    from nerfloc_plugins.localize.stages.retrieval import RetrievalConfig
+    from nerfloc_plugins.localize.stages.synthesized_views import SynthesizedViewsConfig
     from nerfloc_plugins.nerf.run_files import read_run_config
 
     data = read_run_config(small_nerf_run).pipeline.datamanager.dataparser.data

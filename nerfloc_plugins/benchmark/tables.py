@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from nerfloc_plugins.benchmark.steps import error_line, finished
-from nerfloc_plugins.localize.report import read_query_errors
+from nerfloc_plugins.localize.outputs.per_query_csv import read_query_errors
 from nerfloc_plugins.utils.atomic import atomic_path, write_json_atomically, write_text_atomically
 
 RECALLS = ("1cm_1deg", "5cm_5deg", "10cm_10deg", "25cm_2deg", "50cm_5deg")

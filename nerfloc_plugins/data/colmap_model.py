@@ -43,6 +43,19 @@ from nerfloc_plugins.geometry.poses import invert_rigid
 from nerfloc_plugins.utils.atomic import atomic_path
 
 PINHOLE_MODELS = {"PINHOLE", "SIMPLE_PINHOLE"}
+ZERO_DISTORTION_IS_PINHOLE = {"SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV"}
+"""Models that project as a pinhole when every distortion parameter is 0 (a camera fixed to known
+intrinsics keeps its model); fisheye models do not (equidistant at k = 0)."""
+
+
+def is_pinhole(camera) -> bool:
+    """Whether a COLMAP camera is a pinhole camera: a pinhole model, or a radial / OpenCV model whose
+    distortion parameters are all zero."""
+    if camera.model_name in PINHOLE_MODELS:
+        return True
+    return camera.model_name in ZERO_DISTORTION_IS_PINHOLE and all(
+        camera.params[i] == 0.0 for i in camera.extra_params_idxs()
+    )
 MODEL_FILES = ("cameras", "images", "points3D")
 CACHE = "nerfloc_cache"
 
@@ -158,7 +171,7 @@ def cached_sfm_depth(
 
 
 def pinhole_intrinsics(camera, where: Path) -> Intrinsics:
-    if camera.model_name not in PINHOLE_MODELS:
+    if not is_pinhole(camera):
         raise format_error(
             where, f"camera {camera.camera_id} is {camera.model_name}, expected PINHOLE after undistortion"
         )
@@ -187,7 +200,7 @@ class ColmapDataParser(PosedFramesDataParser):
         cfg = self.config
         model_dir, image_dir = cfg.data / cfg.model, cfg.data / cfg.images
         rec = read_reconstruction(model_dir)
-        if all(cam.model_name in PINHOLE_MODELS for cam in rec.cameras.values()):
+        if all(is_pinhole(cam) for cam in rec.cameras.values()):
             return rec, image_dir
         import pycolmap
 

@@ -1,13 +1,15 @@
 """Dataparser specifications registered with Nerfstudio (entry point ``nerfstudio.dataparser_configs``)."""
 
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional
 
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 
 from nerfloc_plugins.data.cambridge import CambridgeDataParserConfig
 from nerfloc_plugins.data.colmap_model import ColmapDataParserConfig
 from nerfloc_plugins.data.nerfstudio_transforms import TransformsDataParserConfig
+from nerfloc_plugins.data.posed_frames_dataparser import PosedFramesDataParser
 from nerfloc_plugins.data.replica import ReplicaDataParserConfig
 from nerfloc_plugins.data.sevenscenes import SevenScenesDataParserConfig
 from nerfloc_plugins.data.twelvescenes import TwelveScenesDataParserConfig
@@ -50,3 +52,23 @@ def detect_layout(data: Path) -> Optional[str]:
     if (data / "TrainSplit.txt").is_file():
         return "sevenscenes-data"
     return None
+
+
+ENTRY_POINT_GROUP = "nerfstudio.dataparser_configs"
+
+
+def discover_dataparsers() -> Dict[str, DataParserSpecification]:
+    """Every dataparser registered under Nerfstudio's ``nerfstudio.dataparser_configs`` entry points
+    whose parser reads posed frames (a :class:`PosedFramesDataParser`: what the classical map and
+    ``ns-localize-baseline`` need), by entry-point name, sorted; nerfloc's own and a third-party
+    plugin's alike (no hand list: one module plus one entry point adds one)."""
+    found: Dict[str, DataParserSpecification] = {}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            spec = entry.load()
+        except Exception:  # noqa: BLE001 - another plugin's broken entry point is not ours to raise
+            continue
+        target = getattr(getattr(spec, "config", None), "_target", None)
+        if isinstance(target, type) and issubclass(target, PosedFramesDataParser):
+            found[entry.name] = spec
+    return dict(sorted(found.items()))

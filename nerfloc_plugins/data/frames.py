@@ -9,15 +9,16 @@ readings become 0 everywhere in nerfloc.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Set, Tuple
+from typing import Callable, Iterable, Optional, Sequence, Set, Tuple, Union
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from nerfloc_plugins.data.errors import DatasetFormatError, format_error  # noqa: F401 (re-exported)
+from nerfloc_plugins.data.images import load_rgb
 from nerfloc_plugins.data.text_files import read_lines
 
 
@@ -67,7 +68,36 @@ class PosedFrame:
     """Where the pose was read (``path`` or ``path:line``), for the dataset check's messages."""
     problems: Tuple[str, ...] = ()
     """Problems a parser found while reading this frame (e.g. no focal length for it); the dataset
-    check reports them with the others."""
+    check reports them with the others, a pose-free query with one is recorded as failed."""
+    pixels: Union[np.ndarray, Callable[[], np.ndarray], None] = field(default=None, compare=False, repr=False)
+    """The image when it is not (only) a file: ``(H, W, 3)`` float32 RGB in [0, 1] at the
+    intrinsics' size, or a function that makes it (an undistorted or downscaled query, a video
+    frame, an array given to the Python API); ``None``: decode ``image_path``.  Read it with
+    :func:`load_frame_rgb`."""
+
+
+def load_frame_rgb(frame: PosedFrame) -> np.ndarray:
+    """The frame's ``(H, W, 3)`` float32 RGB in [0, 1]: its in-memory pixels, else its file
+    (decoded at its bit depth, :func:`~nerfloc_plugins.data.images.load_rgb`)."""
+    pixels = frame.pixels
+    if pixels is None:
+        return load_rgb(frame.image_path)
+    return pixels() if callable(pixels) else pixels
+
+
+def decoded_once(frame: PosedFrame) -> PosedFrame:
+    """``frame`` whose image is decoded at most once, when first read (:func:`load_frame_rgb`), and
+    then shared by whatever reads it (every stage of a cascade, the verifier)."""
+    if isinstance(frame.pixels, np.ndarray):
+        return frame
+    kept: list = []
+
+    def pixels() -> np.ndarray:
+        if not kept:
+            kept.append(load_frame_rgb(frame))
+        return kept[0]
+
+    return replace(frame, pixels=pixels)
 
 
 def image_size(path: Path) -> tuple[int, int]:

@@ -5,8 +5,7 @@ dataset split:
 
 * a **folder**: every image in it and its sub-folders (sorted; names relative to the folder);
 * a **video** file (``.mp4 .mov .avi .mkv .m4v .webm``): frames sampled at ``--query-fps`` per
-  second, written as PNG under ``OUTPUT/queries/<video stem>/frame-NNNNNN.png`` (the source frame
-  index);
+  second, named ``<video stem>/frame-NNNNNN.png`` (the source frame index) and kept in memory;
 * a **list** file (anything else): hloc's query list with intrinsics, one ``name MODEL W H
   params...`` per line (COLMAP camera models SIMPLE_PINHOLE, PINHOLE, SIMPLE_RADIAL, RADIAL,
   OPENCV, FULL_OPENCV), or one image name per line; names are relative to ``--query-images``
@@ -19,14 +18,16 @@ principal point at the centre.  A query with none gets a one-line error naming i
 
 Images with lens distortion are undistorted to the pinhole camera with the same K, and images
 larger than ``--query-max-size`` on their longest side are downscaled (intrinsics scaled with
-them); either way the pinhole image the localizer reads is written under ``OUTPUT/queries/``.
-The frames carry no pose (``c2w`` is ``None``); names contain no whitespace (replaced by ``_``),
+them); either way in memory, when the query is localized (nothing is written: the image is decoded
+once, in the pipeline).  A file that cannot be read is skipped with one line naming it and recorded
+as failed (``--strict-queries``: stop instead).  The frames carry no pose (``c2w`` is ``None``); names contain no whitespace (replaced by ``_``),
 so ``poses.txt`` stays readable.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -35,8 +36,8 @@ import numpy as np
 from PIL import Image
 
 from nerfloc_plugins.data.frames import DatasetFormatError, Intrinsics, PosedFrame, format_error, image_size
+from nerfloc_plugins.data.images import load_rgb
 from nerfloc_plugins.data.text_files import read_lines
-from nerfloc_plugins.utils.atomic import save_png_atomically
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".m4v", ".webm"}
@@ -67,6 +68,9 @@ class QueryImagesConfig:
     """Frames per second sampled from a video."""
     query_max_size: int = 1024
     """Downscale query images whose longest side is larger (0: keep the full resolution)."""
+    strict_queries: bool = False
+    """Stop at the first query image that cannot be read instead of skipping it (it is recorded as
+    failed, as hloc's pipelines go on past a bad query)."""
 
 
 @dataclass(frozen=True)
@@ -156,19 +160,36 @@ def intrinsics_for(
 
 
 def read_image(path: Path) -> np.ndarray:
-    """``(H, W, 3)`` uint8 RGB; one-line error naming the file when it cannot be read."""
+    """``(H, W, 3)`` uint8 RGB (16-bit images at their bit depth, then rounded to 8 bits); one-line
+    error naming the file when it cannot be read."""
     try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
+        return (load_rgb(path) * 255.0 + 0.5).astype(np.uint8)
     except (OSError, ValueError) as err:
         raise format_error(path, f"cannot read image ({err})") from None
 
 
+def pinhole_pixels(rgb: np.ndarray, camera: QueryCamera, size: Tuple[int, int]) -> np.ndarray:
+    """``rgb`` (uint8, the camera's size) undistorted to the pinhole camera with the same K and
+    resized to ``size``, as float32 RGB in [0, 1]."""
+    intr = camera.intrinsics
+    if camera.distortion:
+        rgb = cv2.undistort(rgb, intr.matrix(), np.asarray(camera.distortion), None, intr.matrix())
+    if size != (intr.width, intr.height):
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    return rgb.astype(np.float32) / 255.0
+
+
+def pinhole_image(source: Path, camera: QueryCamera, size: Tuple[int, int]) -> np.ndarray:
+    """The pinhole image of the file ``source`` (decoded when the query is localized)."""
+    return pinhole_pixels(read_image(source), camera, size)
+
+
 def pinhole_frame(
-    name: str, source: Path, rgb: Optional[np.ndarray], camera: QueryCamera, max_size: int, work_dir: Path
+    name: str, source: Path, rgb: Optional[np.ndarray], camera: QueryCamera, max_size: int
 ) -> PosedFrame:
-    """The frame the localizer reads: undistorted and downscaled into ``work_dir`` when needed
-    (``rgb``: the decoded image when already in memory, e.g. a video frame)."""
+    """The frame the localizer reads: the file itself for a pinhole image of at most ``max_size``;
+    otherwise undistorted and downscaled in memory when it is localized (``rgb``: the decoded
+    image when already in memory, e.g. a video frame, kept as uint8 at the final size)."""
     intr = camera.intrinsics
     width, height = intr.width, intr.height
     actual = image_size(source) if rgb is None else (rgb.shape[1], rgb.shape[0])
@@ -177,16 +198,19 @@ def pinhole_frame(
     scale = max_size / max(width, height) if max_size and max(width, height) > max_size else 1.0
     if rgb is None and not camera.distortion and scale == 1.0:
         return PosedFrame(name, source, None, intr)
-    rgb = read_image(source) if rgb is None else rgb
-    if camera.distortion:
-        rgb = cv2.undistort(rgb, intr.matrix(), np.asarray(camera.distortion), None, intr.matrix())
-    if scale != 1.0:
-        width, height = max(1, round(width * scale)), max(1, round(height * scale))
-        rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
-        intr = intr.scaled_to(width, height)
-    target = work_dir / "queries" / (name.rsplit(".", 1)[0] + ".png")
-    save_png_atomically(rgb, target)
-    return PosedFrame(name, target, None, intr)
+    size = (max(1, round(width * scale)), max(1, round(height * scale))) if scale != 1.0 else (width, height)
+    out = intr.scaled_to(*size) if scale != 1.0 else intr
+    if rgb is None:
+        return PosedFrame(name, source, None, out, pixels=partial(pinhole_image, source, camera, size))
+    frame8 = (pinhole_pixels(rgb, camera, size) * 255.0 + 0.5).astype(np.uint8)  # a video's frames stay small
+    return PosedFrame(name, source, None, out, pixels=partial(np.divide, frame8, np.float32(255.0)))
+
+
+def unreadable_query(name: str, path: Path, err: DatasetFormatError, map_camera: Optional[Intrinsics]) -> PosedFrame:
+    """A query image that cannot be read, recorded as failed (``--queries`` without ``--strict-queries``)."""
+    print(f"skipping query {err} (recorded as failed; --strict-queries stops instead)")
+    camera = map_camera if map_camera is not None else Intrinsics(1.0, 1.0, 0.5, 0.5, 1, 1)
+    return PosedFrame(name, path, None, camera, problems=(str(err),))
 
 
 def clean_name(name: str) -> str:
@@ -216,7 +240,7 @@ def video_frames(path: Path, fps: float) -> List[Tuple[int, np.ndarray]]:
     return frames
 
 
-def load_query_frames(config: QueryImagesConfig, map_camera: Optional[Intrinsics], work_dir: Path) -> List[PosedFrame]:
+def load_query_frames(config: QueryImagesConfig, map_camera: Optional[Intrinsics]) -> List[PosedFrame]:
     """The pose-free query frames of ``config.queries`` (see module docstring)."""
     source = config.queries
     if source is None:
@@ -238,16 +262,28 @@ def load_query_frames(config: QueryImagesConfig, map_camera: Optional[Intrinsics
             )
         for path in images:
             name = clean_name(path.relative_to(source).as_posix())
-            camera = own_camera(name, path, image_size(path))
-            frames.append(pinhole_frame(name, path, None, camera, config.query_max_size, work_dir))
+            try:
+                size = image_size(path)
+            except DatasetFormatError as err:
+                if config.strict_queries:
+                    raise
+                frames.append(unreadable_query(name, path, err, map_camera))
+                continue
+            frames.append(pinhole_frame(name, path, None, own_camera(name, path, size), config.query_max_size))
     elif source.suffix.lower() in VIDEO_SUFFIXES:
         for index, rgb in video_frames(source, config.query_fps):
             name = clean_name(f"{source.stem}/frame-{index:06d}.png")
             camera = own_camera(name, source, (rgb.shape[1], rgb.shape[0]))
-            frames.append(pinhole_frame(name, source, rgb, camera, config.query_max_size, work_dir))
+            frames.append(pinhole_frame(name, source, rgb, camera, config.query_max_size))
     else:
         for name, path, camera in read_query_list(source, config.query_images or source.parent):
-            if camera is None:
-                camera = own_camera(name, path, image_size(path))
-            frames.append(pinhole_frame(clean_name(name), path, None, camera, config.query_max_size, work_dir))
+            try:
+                size = image_size(path)
+            except DatasetFormatError as err:
+                if config.strict_queries:
+                    raise
+                frames.append(unreadable_query(clean_name(name), path, err, map_camera))
+                continue
+            camera = camera or own_camera(name, path, size)
+            frames.append(pinhole_frame(clean_name(name), path, None, camera, config.query_max_size))
     return frames

@@ -7,12 +7,13 @@ current layout name old paths, which :mod:`nerfloc_plugins.legacy_modules` keeps
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import zipfile
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 import yaml
@@ -25,9 +26,30 @@ CHECKPOINT_NAME = re.compile(r"^step-(\d+)\.ckpt$")
 """Nerfstudio's checkpoint file name; other files in ``nerfstudio_models/`` are ignored."""
 
 
+_READ: Dict[Tuple[str, int, int], Any] = {}
+"""Run files parsed in this process, by (resolved path, size, modification time): a command reads
+each once however many of its parts ask (the dataset check, the spec, the localizer, the report)."""
+
+
 def read_run_file(path: Path) -> Any:
-    """The object in a run file (no checkpoint is read)."""
+    """The object in a run file (no checkpoint is read); a fresh copy of what was parsed the first
+    time the file (unchanged since) was read in this process."""
     path = Path(path)
+    try:
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        key = None
+    if key is not None and key in _READ:
+        return copy.deepcopy(_READ[key])
+    parsed = parse_run_file(path)
+    if key is not None:
+        _READ[key] = parsed
+    return copy.deepcopy(parsed)
+
+
+def parse_run_file(path: Path) -> Any:
+    """The object in a run file, parsed from its YAML (one-line errors for missing or foreign files)."""
     if path.is_dir() and (path / "config.yml").is_file():
         raise FileNotFoundError(f"{path}: a run folder; pass its config.yml ({path / 'config.yml'})")
     if not path.is_file():
@@ -134,21 +156,28 @@ def relocate(config: TrainerConfig, load_config: Path, data: Optional[Path] = No
 
 
 def load_run(load_config: Path, test_mode: str = "inference", data: Optional[Path] = None):
-    """Nerfstudio's ``eval_setup`` of a run, relocated (:func:`relocate`) and loading the newest
+    """Nerfstudio's ``eval_setup`` steps for a run (its file parsed once per command), relocated (:func:`relocate`) and loading the newest
     complete ``step-N.ckpt`` (:func:`latest_checkpoint`) whatever else ``nerfstudio_models/`` holds;
     returns ``(config, pipeline, checkpoint path, step)``."""
     load_config = Path(load_config)
-    read_run_config(load_config)  # one-line errors for a missing / unreadable / foreign file
-    # imported here: eval_utils imports nerfstudio's method registry, which imports the plugins'
-    # method configs (including ones that import this module)
-    from nerfstudio.utils.eval_utils import eval_setup
+    config = read_run_file(load_config)  # parsed once per command; one-line errors for a bad file
+    if not isinstance(config, TrainerConfig):
+        raise format_error(load_config, "not an ns-train config.yml (expected a TrainerConfig)")
+    # imported here: the registry imports the plugins' method configs (including ones that import
+    # this module)
+    from nerfstudio.configs.method_configs import all_methods
+    from nerfstudio.utils.eval_utils import eval_load_checkpoint
 
-    def update(config: TrainerConfig) -> TrainerConfig:
-        config = relocate(config, load_config, data)
-        config.load_step, _ = latest_checkpoint(load_config, config)
-        return config
-
-    return eval_setup(load_config, test_mode=test_mode, update_config_callback=update)
+    if config.method_name in all_methods:  # the datamanager class of the installed method, as eval_setup does
+        config.pipeline.datamanager._target = all_methods[config.method_name].pipeline.datamanager._target
+    config = relocate(config, load_config, data)
+    config.load_step, _ = latest_checkpoint(load_config, config)
+    config.load_dir = config.get_checkpoint_dir()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    pipeline = config.pipeline.setup(device=device, test_mode=test_mode)
+    pipeline.eval()
+    checkpoint, step = eval_load_checkpoint(config, pipeline)
+    return config, pipeline, checkpoint, step
 
 
 def load_trained_state(load_config: Path) -> tuple[TrainerConfig, dict]:

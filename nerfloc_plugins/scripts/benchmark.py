@@ -21,7 +21,7 @@ from nerfloc_plugins.benchmark.runner import Runner
 from nerfloc_plugins.benchmark.spec import read_spec
 from nerfloc_plugins.benchmark.steps import build_steps, finished
 from nerfloc_plugins.benchmark.tables import markdown_table, score_cell, write_comparison
-from nerfloc_plugins.localize.query_journal import check_output_dir
+from nerfloc_plugins.localize.outputs.query_journal import check_output_dir
 from nerfloc_plugins.utils.cli import run_cli
 from nerfloc_plugins.utils.option_ranges import COUNT
 

@@ -1,7 +1,10 @@
 """``ns-localize``: localize a dataset's queries in a trained nerfloc map (shared pipeline).
 
+A thin wrapper: parse, :func:`~nerfloc_plugins.localize.map_sources.pipeline_from_run`,
+:func:`~nerfloc_plugins.localize.run.localize_and_report`.
+
 The localizer is chosen from the trained run by the localizer specs registered under the
-entry-point group ``nerfloc.localizers`` (:mod:`nerfloc_plugins.localize.specs`); each spec
+entry-point group ``nerfloc.localizers`` (:mod:`nerfloc_plugins.localize.interface.specs`); each spec
 with options adds its ``--<name>.*`` group to this command.  Nothing here names a method.
 """
 
@@ -9,18 +12,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
-from typing import Any, ClassVar, List, Literal, Optional
+from typing import Any, ClassVar, Dict, List, Literal, Optional
 
 import tyro
 from typing_extensions import Annotated
 
 from nerfloc_plugins.data.query_images import QueryImagesConfig
-from nerfloc_plugins.localize.localizer import Localizer, PosePrior
-from nerfloc_plugins.localize.pipeline import PipelineConfig
-from nerfloc_plugins.localize.query_journal import check_output_dir
-from nerfloc_plugins.localize.run import check_dataset_first, localize_and_report, run_dataparser
-from nerfloc_plugins.localize.specs import LocalizerSpec, build_localizer, discover_specs, spec_for_run
-from nerfloc_plugins.nerf.run_files import dataset_override, read_run_file
+from nerfloc_plugins.localize.interface.specs import LocalizerSpec, discover_specs
+from nerfloc_plugins.localize.map_sources import pipeline_from_run
+from nerfloc_plugins.localize.outputs.query_journal import check_output_dir
+from nerfloc_plugins.localize.pipeline_config import PipelineConfig
+from nerfloc_plugins.localize.run import localize_and_report
+from nerfloc_plugins.nerf.run_files import dataset_override
 from nerfloc_plugins.utils.cli import run_cli, run_settings
 from nerfloc_plugins.utils.option_ranges import COUNT
 
@@ -62,50 +65,29 @@ class LocalizeBase:
     def options_of(self, spec: LocalizerSpec) -> Any:
         return getattr(self, option_field_name(spec), None)
 
-    def localizer(self) -> Localizer:
-        return build_localizer(self.load_config, self.specs, self.options_of)
-
-    def fallback(self) -> Optional[Localizer]:
-        """The cascade's fallback localizer (``--cascade.fallback``), with this command's options."""
-        run = self.pipeline.cascade.fallback
-        return None if run is None else build_localizer(run, self.specs, self.options_of)
-
-    def prior(self, localizer: Localizer) -> Optional[PosePrior]:
-        if self.pose_prior is None:
-            return None
-        spec = spec_for_run(read_run_file(self.pose_prior), self.specs, self.pose_prior)
-        if spec.pose_prior is None:
-            raise ValueError(f"--pose-prior {self.pose_prior}: a {spec.name} run gives no pose prior")
-        return spec.pose_prior(self.pose_prior, localizer.device)
+    def options(self) -> Dict[str, Any]:
+        """Every localizer's options of this command, by spec name."""
+        return {spec.name: self.options_of(spec) for spec in self.specs if spec.options is not None}
 
     def main(self) -> dict:
         token = dataset_override.set(self.data)
         try:
-            return self.localize()
+            check_output_dir(self.output_dir)
+            pipeline = pipeline_from_run(
+                self.load_config, self.pipeline, self.options(), self.pose_prior, self.split, self.pose_free, self.specs
+            )
+            return localize_and_report(
+                pipeline,
+                self.output_dir,
+                self.split,
+                self.max_queries,
+                self.baseline_metrics,
+                query_images=self.pose_free,
+                settings=run_settings(self),
+                fresh=self.fresh,
+            )
         finally:
             dataset_override.reset(token)
-
-    def localize(self) -> dict:
-        check_output_dir(self.output_dir)
-        if self.load_config.name == "config.yml":
-            check_dataset_first(run_dataparser(self.load_config), self.split, self.pose_free)
-        localizer = self.localizer()
-        prior = self.prior(localizer)
-        if prior is not None:
-            localizer.name = f"{localizer.name} + {prior.name} prior"
-        return localize_and_report(
-            localizer,
-            self.pipeline,
-            self.output_dir,
-            self.split,
-            self.max_queries,
-            self.baseline_metrics,
-            pose_prior=prior,
-            fallbacks=[f for f in [self.fallback()] if f is not None],
-            query_images=self.pose_free,
-            settings=run_settings(self),
-            fresh=self.fresh,
-        )
 
 
 def localize_command(specs: List[LocalizerSpec]) -> type:

@@ -9,11 +9,11 @@ from typing import Any, Iterator, Type
 
 import tyro
 
-from nerfloc_plugins.data.frames import DatasetFormatError
 from nerfloc_plugins.utils.option_ranges import check_ranges
 
-# Errors caused by the user's input (files, options, missing optional packages).
-INPUT_ERRORS = (DatasetFormatError, FileNotFoundError, ValueError, ImportError)
+# Errors caused by the user's input (files, options, missing optional packages); the project's
+# DatasetFormatError (data/errors.py) is a ValueError.
+INPUT_ERRORS = (FileNotFoundError, ValueError, ImportError)
 
 
 def run_cli(config_type: Type[Any]) -> None:

@@ -16,13 +16,12 @@ from typing import Optional
 import numpy as np
 import torch
 
-from nerfloc_plugins.data.frames import Intrinsics, PosedFrame
-from nerfloc_plugins.data.images import load_rgb
+from nerfloc_plugins.data.frames import Intrinsics, PosedFrame, load_frame_rgb
 from nerfloc_plugins.features.matching import cosine_similarity, mutual_nearest_neighbors
 from nerfloc_plugins.geometry.projection import pixel_grid
-from nerfloc_plugins.localize.field_localizer import FieldLocalizer
-from nerfloc_plugins.localize.localizer import MapView, QueryDescription
-from nerfloc_plugins.localize.specs import LocalizerSpec
+from nerfloc_plugins.localize.interface.localizer import MapView, QueryDescription
+from nerfloc_plugins.localize.interface.specs import LocalizerSpec
+from nerfloc_plugins.localize.localizers.field_localizer import FieldLocalizer
 from nerfloc_plugins.methods.crossfire.crossfire_model import CrossFireModelConfig
 
 
@@ -49,7 +48,7 @@ class CrossFireLocalizer(FieldLocalizer):
         return intrinsics.scaled_to(intrinsics.width * k // self.stride, intrinsics.height * k // self.stride)
 
     def describe_query(self, frame: PosedFrame) -> QueryDescription:
-        image = load_rgb(frame.image_path)
+        image = load_frame_rgb(frame)
         desc = self.model.query_descriptors(torch.from_numpy(image))
         h, w = desc.shape[:2]
         centres = (pixel_grid(w, h) - 0.5) * self.stride + self.stride / 2  # cell centres in image pixels

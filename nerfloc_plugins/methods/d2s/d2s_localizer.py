@@ -16,13 +16,12 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from nerfloc_plugins.data.frames import PosedFrame
-from nerfloc_plugins.data.images import load_rgb
+from nerfloc_plugins.data.frames import PosedFrame, load_frame_rgb
 from nerfloc_plugins.features.feature_matcher import LocalFeatureMatcher
 from nerfloc_plugins.features.superpoint import SuperPointConfig
-from nerfloc_plugins.localize.baseline import describe_image
-from nerfloc_plugins.localize.localizer import DatasetFramesMixin, QueryDescription, SceneCoordinateLocalizer
-from nerfloc_plugins.localize.specs import LocalizerSpec
+from nerfloc_plugins.localize.interface.localizer import DatasetFramesMixin, QueryDescription, SceneCoordinateLocalizer
+from nerfloc_plugins.localize.interface.specs import LocalizerSpec
+from nerfloc_plugins.localize.localizers.classical import describe_image
 from nerfloc_plugins.methods.d2s.d2s_run import D2SRun, load_run
 from nerfloc_plugins.methods.d2s.d2s_trainer import load_d2s
 from nerfloc_plugins.nerf.run_files import read_run_config
@@ -59,7 +58,7 @@ class D2SLocalizer(DatasetFramesMixin, SceneCoordinateLocalizer):
         )
 
     def describe_query(self, frame: PosedFrame) -> QueryDescription:
-        return describe_image(self.features.extract, load_rgb(frame.image_path), frame.intrinsics, self.device)
+        return describe_image(self.features.extract, load_frame_rgb(frame), frame.intrinsics, self.device)
 
     @torch.no_grad()
     def regress_correspondences(self, query: QueryDescription) -> Tuple[np.ndarray, np.ndarray]:

@@ -19,11 +19,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nerfloc_plugins.data.frames import PosedFrame
-from nerfloc_plugins.data.images import load_rgb
-from nerfloc_plugins.localize.field_localizer import FieldLocalizer
-from nerfloc_plugins.localize.localizer import MapView, QueryDescription
-from nerfloc_plugins.localize.specs import LocalizerSpec
+from nerfloc_plugins.data.frames import PosedFrame, load_frame_rgb
+from nerfloc_plugins.localize.interface.localizer import MapView, QueryDescription
+from nerfloc_plugins.localize.interface.specs import LocalizerSpec
+from nerfloc_plugins.localize.localizers.field_localizer import FieldLocalizer
 from nerfloc_plugins.methods.nerfmatch.nerfmatch_matcher import cell_centres
 from nerfloc_plugins.methods.nerfmatch.nerfmatch_model import NerfMatchModelConfig
 from nerfloc_plugins.nerf.run_files import load_run
@@ -72,7 +71,7 @@ class NerfMatchLocalizer(FieldLocalizer):
     def describe_query(self, frame: PosedFrame) -> NerfMatchQuery:
         intr = frame.intrinsics.cropped_to_multiple_of(8)  # pixel coordinates and K are unchanged
         h, w = intr.height, intr.width
-        image = np.ascontiguousarray(load_rgb(frame.image_path)[:h, :w])
+        image = np.ascontiguousarray(load_frame_rgb(frame)[:h, :w])
         with torch.no_grad():
             tokens, fine, grid = self.matcher.encode(
                 torch.from_numpy(image).permute(2, 0, 1)[None].float().to(self.device)

@@ -22,12 +22,11 @@ from typing import Literal, Optional
 import numpy as np
 import torch
 
-from nerfloc_plugins.data.frames import Intrinsics, PosedFrame
-from nerfloc_plugins.data.images import load_rgb
+from nerfloc_plugins.data.frames import Intrinsics, PosedFrame, load_frame_rgb
 from nerfloc_plugins.features.matching import cosine_similarity, hungarian_matches, mutual_nearest_neighbors
-from nerfloc_plugins.localize.field_localizer import FieldLocalizer
-from nerfloc_plugins.localize.localizer import MapView, QueryDescription
-from nerfloc_plugins.localize.specs import LocalizerSpec
+from nerfloc_plugins.localize.interface.localizer import MapView, QueryDescription
+from nerfloc_plugins.localize.interface.specs import LocalizerSpec
+from nerfloc_plugins.localize.localizers.field_localizer import FieldLocalizer
 from nerfloc_plugins.methods.neuraloc.neuraloc_model import NeuraLocModelConfig
 from nerfloc_plugins.methods.neuraloc.neuraloc_teachers import NeuraLocTeachers, sample_map
 
@@ -65,7 +64,7 @@ class NeuraLocLocalizer(FieldLocalizer):
         return intrinsics.scaled_to(max(1, intrinsics.width // s), max(1, intrinsics.height // s))
 
     def describe_query(self, frame: PosedFrame) -> QueryDescription:
-        image = load_rgb(frame.image_path)
+        image = load_frame_rgb(frame)
         out = self.teachers(image)
         context = sample_map(out.context_map, out.keypoints, out.image_size)
         return QueryDescription(

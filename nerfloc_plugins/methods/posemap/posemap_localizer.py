@@ -18,11 +18,10 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from nerfloc_plugins.data.frames import PosedFrame
-from nerfloc_plugins.data.images import load_rgb
+from nerfloc_plugins.data.frames import PosedFrame, load_frame_rgb
 from nerfloc_plugins.geometry.poses import DataparserTransform, flip_opencv_opengl
-from nerfloc_plugins.localize.localizer import DatasetFramesMixin, PoseRegressionLocalizer, QueryDescription
-from nerfloc_plugins.localize.specs import LocalizerSpec
+from nerfloc_plugins.localize.interface.localizer import DatasetFramesMixin, PoseRegressionLocalizer, QueryDescription
+from nerfloc_plugins.localize.interface.specs import LocalizerSpec
 from nerfloc_plugins.methods.posemap.posemap_apr_pipeline import (
     PoseMapAPRModel,
     PoseMapAPRPipelineConfig,
@@ -86,7 +85,7 @@ class APRPoseRegressor:
 
     def prior_frame(self, query: PosedFrame) -> PosedFrame:
         """A reference frame at the APR pose of ``query`` (for another localizer's prior)."""
-        c2w = self.predict(load_rgb(query.image_path))[0]
+        c2w = self.predict(load_frame_rgb(query))[0]
         return PosedFrame(name="apr-prior", image_path=query.image_path, c2w=c2w, intrinsics=query.intrinsics)
 
 
@@ -106,7 +105,7 @@ class APRLocalizer(DatasetFramesMixin, PoseRegressionLocalizer):
             keypoints=np.zeros((0, 2)),
             descriptors=torch.zeros((0, 1)),
             intrinsics=frame.intrinsics,
-            image=load_rgb(frame.image_path),
+            image=load_frame_rgb(frame),
         )
 
     def regress_pose(self, query: QueryDescription) -> np.ndarray:

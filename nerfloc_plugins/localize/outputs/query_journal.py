@@ -21,8 +21,8 @@ from typing import Dict, Optional
 import numpy as np
 
 from nerfloc_plugins.data.frames import PosedFrame
-from nerfloc_plugins.localize.pipeline import QueryResult
-from nerfloc_plugins.localize.verification import Verification
+from nerfloc_plugins.localize.stages.query_result import QueryResult
+from nerfloc_plugins.localize.stages.verification import Verification
 from nerfloc_plugins.utils.atomic import atomic_path
 
 JOURNAL = "progress.jsonl"

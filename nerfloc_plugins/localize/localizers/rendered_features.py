@@ -16,14 +16,13 @@ from typing import Optional
 
 import numpy as np
 
-from nerfloc_plugins.data.frames import PosedFrame
-from nerfloc_plugins.data.images import load_rgb
+from nerfloc_plugins.data.frames import PosedFrame, load_frame_rgb
 from nerfloc_plugins.features.feature_matcher import FeatureMatchConfig, match_descriptors
 from nerfloc_plugins.features.local_features import SiftConfig, SiftExtractor
-from nerfloc_plugins.localize.baseline import describe_image, lifted_view
-from nerfloc_plugins.localize.field_localizer import FieldLocalizer
-from nerfloc_plugins.localize.localizer import MapView, QueryDescription
-from nerfloc_plugins.localize.specs import LocalizerSpec
+from nerfloc_plugins.localize.interface.localizer import MapView, QueryDescription
+from nerfloc_plugins.localize.interface.specs import LocalizerSpec
+from nerfloc_plugins.localize.localizers.classical import describe_image, lifted_view
+from nerfloc_plugins.localize.localizers.field_localizer import FieldLocalizer
 from nerfloc_plugins.nerf.nerfloc_nerfacto_model import NerflocNerfactoModelConfig
 
 
@@ -51,7 +50,7 @@ class RenderedFeaturesLocalizer(FieldLocalizer):
         return intr.scaled_to(width, max(1, round(intr.height * width / intr.width)))
 
     def describe_query(self, frame: PosedFrame) -> QueryDescription:
-        return describe_image(self.extractor, load_rgb(frame.image_path), frame.intrinsics, self.device)
+        return describe_image(self.extractor, load_frame_rgb(frame), frame.intrinsics, self.device)
 
     def map_view(self, c2w: np.ndarray, reference: Optional[PosedFrame] = None) -> MapView:
         intrinsics = self.render_intrinsics(reference or self._map_frames[0])

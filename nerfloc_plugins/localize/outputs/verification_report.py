@@ -14,9 +14,9 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nerfloc_plugins.localize.metrics import QueryError
-from nerfloc_plugins.localize.pipeline import QueryResult
-from nerfloc_plugins.localize.report_plots import pyplot, save_figure
+from nerfloc_plugins.localize.outputs.metrics import QueryError
+from nerfloc_plugins.localize.outputs.report_plots import pyplot, save_figure
+from nerfloc_plugins.localize.stages.query_result import QueryResult
 
 
 def pick_verification_queries(

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from nerfloc_plugins.data.frames import PosedFrame
-from nerfloc_plugins.localize.localizer import Localizer
+from nerfloc_plugins.localize.interface.localizer import Localizer
 
 
 @dataclass

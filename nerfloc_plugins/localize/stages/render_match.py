@@ -28,9 +28,9 @@ from nerfloc_plugins.features.feature_matcher import LocalFeatureMatcher
 from nerfloc_plugins.features.local_features import LocalFeatures
 from nerfloc_plugins.geometry.pose_errors import pose_error
 from nerfloc_plugins.geometry.poses import invert_rigid
-from nerfloc_plugins.localize.baseline import lifted_view
-from nerfloc_plugins.localize.localizer import MapView, QueryDescription
-from nerfloc_plugins.localize.pnp import PnPConfig, solve_pnp
+from nerfloc_plugins.localize.interface.localizer import MapView, QueryDescription
+from nerfloc_plugins.localize.localizers.classical import lifted_view
+from nerfloc_plugins.localize.stages.pnp import PnPConfig, solve_pnp
 from nerfloc_plugins.nerf.field_renderer import FieldRenderer
 from nerfloc_plugins.nerf.render_sampling import RenderSampling
 from nerfloc_plugins.utils.option_ranges import COUNT, NON_NEGATIVE, POSITIVE, AtLeast

@@ -4,7 +4,7 @@ Feature matching can be confidently wrong: a query facing a picture that also ha
 a PnP pose at the copy, with as many inliers as a right pose.  A trained map (any nerfloc run that
 renders RGB: ``nerfloc-nerfacto``, CrossFire, NeuraLoc, ...) tells the places apart even when it is
 blurred: rendered at the wrong copy it shows the wrong surroundings.  For each distinct
-hypothesis (:mod:`~nerfloc_plugins.localize.hypotheses`) the map renders a small image with the
+hypothesis (:mod:`~nerfloc_plugins.localize.stages.hypotheses`) the map renders a small image with the
 query's camera (``resolution`` pixels wide), and a dense score compares it with the query
 downsampled to the same size:
 
@@ -44,7 +44,7 @@ from typing_extensions import Annotated
 
 from nerfloc_plugins.data.frames import Intrinsics
 from nerfloc_plugins.geometry.poses import invert_rigid
-from nerfloc_plugins.localize.hypotheses import PoseHypothesis, distinct_hypotheses
+from nerfloc_plugins.localize.stages.hypotheses import PoseHypothesis, distinct_hypotheses
 from nerfloc_plugins.nerf.render_sampling import RenderSampling
 from nerfloc_plugins.utils.option_ranges import COUNT, NON_NEGATIVE, POSITIVE, Between
 

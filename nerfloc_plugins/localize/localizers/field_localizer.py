@@ -8,11 +8,10 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from nerfloc_plugins.data.frames import Intrinsics, PosedFrame
-from nerfloc_plugins.data.images import load_rgb
+from nerfloc_plugins.data.frames import Intrinsics, PosedFrame, load_frame_rgb
 from nerfloc_plugins.geometry.projection import backproject, pixel_grid
-from nerfloc_plugins.localize.localizer import MapView, MapViewLocalizer, QueryDescription
-from nerfloc_plugins.localize.refine import PhotometricConfig, PhotometricRefiner
+from nerfloc_plugins.localize.interface.localizer import MapView, MapViewLocalizer, QueryDescription
+from nerfloc_plugins.localize.stages.refine import PhotometricConfig, PhotometricRefiner
 from nerfloc_plugins.nerf.field_renderer import FieldRenderer
 
 
@@ -56,7 +55,7 @@ class FieldLocalizer(MapViewLocalizer):
 
     def retrieval_image(self, frame: PosedFrame, source: str) -> np.ndarray:
         if source == "images":
-            return load_rgb(frame.image_path)
+            return load_frame_rgb(frame)
         return self.renderer.render(frame.c2w, self.retrieval_intrinsics(frame))["rgb"]
 
     def rendered_feature_view(

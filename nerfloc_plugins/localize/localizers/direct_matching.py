@@ -26,8 +26,8 @@ import torch
 from torch import Tensor
 
 from nerfloc_plugins.data.frames import PosedFrame
-from nerfloc_plugins.localize.baseline import ClassicalLocalizer
-from nerfloc_plugins.localize.localizer import QueryDescription, SceneCoordinateLocalizer
+from nerfloc_plugins.localize.interface.localizer import QueryDescription, SceneCoordinateLocalizer
+from nerfloc_plugins.localize.localizers.classical import ClassicalLocalizer
 
 
 @dataclass
@@ -71,7 +71,7 @@ class InvertedFile:
     groups of each query descriptor (approximate :func:`nearest_map_points`)."""
 
     def __init__(self, descriptors: Tensor, num_words: int, seed: int = 0) -> None:
-        from nerfloc_plugins.localize.retrieval import kmeans
+        from nerfloc_plugins.localize.stages.retrieval import kmeans
 
         unit = torch.nn.functional.normalize(descriptors.float(), dim=-1)
         gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -153,6 +153,9 @@ class DirectMatchingLocalizer(SceneCoordinateLocalizer):
 
     def describe_query(self, frame: PosedFrame) -> QueryDescription:
         return self.classical.describe_query(frame)
+
+    def describer(self) -> ClassicalLocalizer:
+        return self.classical
 
     def regress_correspondences(self, query: QueryDescription) -> Tuple[np.ndarray, np.ndarray]:
         """Query pixels ``(K, 2)`` and their matched map points ``(K, 3)``."""

@@ -6,7 +6,7 @@ them from a field, or look them up for a stored reference image), regresses scen
 (:class:`SceneCoordinateLocalizer`) or regresses the pose (:class:`PoseRegressionLocalizer`).
 Everything else - retrieval, matching-to-PnP, refinement, metrics, files - is the shared
 pipeline in :mod:`nerfloc_plugins.localize.pipeline`.  A method makes its localizer known to
-``ns-localize`` with a :class:`~nerfloc_plugins.localize.specs.LocalizerSpec`.
+``ns-localize`` with a :class:`~nerfloc_plugins.localize.interface.specs.LocalizerSpec`.
 
 Poses crossing this interface are **camera-to-world, OpenCV axes, dataset metric frame**;
 map points are 3D points in the dataset frame; 2D points are pixels (centres at +0.5) at
@@ -24,9 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nerfloc_plugins.data.frames import Intrinsics, PosedFrame
-from nerfloc_plugins.data.images import load_rgb
-from nerfloc_plugins.localize.refine import PhotometricConfig
+from nerfloc_plugins.data.frames import Intrinsics, PosedFrame, load_frame_rgb
+from nerfloc_plugins.localize.stages.refine import PhotometricConfig
 
 if TYPE_CHECKING:
     from nerfloc_plugins.nerf.field_renderer import FieldRenderer
@@ -106,6 +105,11 @@ class Localizer(ABC):
         """Size of everything the map needs at localization time."""
         return 0
 
+    def describer(self) -> "Localizer":
+        """The localizer whose :meth:`describe_query` this one's is (itself by default): cascade
+        stages that share one describe each query once."""
+        return self
+
     def map_camera(self) -> Optional[Intrinsics]:
         """The mapping images' camera (the first mapping frame's): the default of query images
         given without one; ``None`` for a map without frames."""
@@ -148,7 +152,7 @@ class MapViewLocalizer(Localizer):
         renders at the frame's pose (``"nerf"``, localizers that render)."""
         if source != "images":
             raise ValueError(f"{self.name} retrieves against real images only (--retrieval.source images)")
-        return load_rgb(frame.image_path)
+        return load_frame_rgb(frame)
 
     def photometric_refiner(self, config: PhotometricConfig) -> Optional["PhotometricPoseRefiner"]:
         """The refiner optimising the pose photometrically through the map, or ``None`` when the

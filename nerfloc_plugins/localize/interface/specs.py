@@ -24,7 +24,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from nerfloc_plugins.localize.localizer import Localizer, PosePrior
+from nerfloc_plugins.localize.interface.localizer import Localizer, PosePrior
 from nerfloc_plugins.nerf.run_files import read_run_file
 
 ENTRY_POINT_GROUP = "nerfloc.localizers"

@@ -5,7 +5,7 @@ matching gives its PnP pose and further poses from the matches the earlier poses
 (sequential RANSAC: a copy of a texture elsewhere in the room is a second consistent model), a
 verified retrieval shortlist gives the pose of each candidate solved alone beside the merged
 one, a fallback localizer its own, an APR prior its regressed pose.  Render verification
-(:mod:`~nerfloc_plugins.localize.verification`) then asks the map which one the query shows.
+(:mod:`~nerfloc_plugins.localize.stages.verification`) then asks the map which one the query shows.
 
 Poses are world-to-camera, OpenCV axes, dataset metric frame (as everywhere in ``localize/``).
 """
@@ -19,7 +19,7 @@ import numpy as np
 
 from nerfloc_plugins.data.frames import Intrinsics
 from nerfloc_plugins.geometry.pose_errors import pose_error
-from nerfloc_plugins.localize.pnp import PnPConfig, PnPResult, solve_pnp
+from nerfloc_plugins.localize.stages.pnp import PnPConfig, PnPResult, solve_pnp
 
 
 @dataclass

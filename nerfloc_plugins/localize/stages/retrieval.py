@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from typing_extensions import Annotated
 
-from nerfloc_plugins.localize.synthesized_views import SynthesizedViewsConfig
+from nerfloc_plugins.localize.stages.synthesized_views import SynthesizedViewsConfig
 from nerfloc_plugins.utils.option_ranges import COUNT, NON_NEGATIVE
 
 

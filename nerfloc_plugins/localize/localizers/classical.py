@@ -13,13 +13,12 @@ from typing import Dict, List, Literal, Optional
 import numpy as np
 import torch
 
-from nerfloc_plugins.data.frames import PosedFrame, load_depth_meters
-from nerfloc_plugins.data.images import load_rgb
+from nerfloc_plugins.data.frames import PosedFrame, load_depth_meters, load_frame_rgb
 from nerfloc_plugins.data.posed_frames_dataparser import PosedFramesDataParser
 from nerfloc_plugins.features.feature_matcher import FeatureMatchConfig, LocalFeatureMatcher
 from nerfloc_plugins.features.local_features import LearnedFeaturesConfig, LocalFeatures, SiftConfig
 from nerfloc_plugins.geometry.projection import backproject_with_depth_map
-from nerfloc_plugins.localize.localizer import MapView, MapViewLocalizer, QueryDescription
+from nerfloc_plugins.localize.interface.localizer import MapView, MapViewLocalizer, QueryDescription
 
 
 def lift_keypoints(features: LocalFeatures, depth: np.ndarray, frame: PosedFrame, scale_to_depth: float = 1.0):
@@ -95,7 +94,7 @@ class ClassicalLocalizer(MapViewLocalizer):
         return self.parser.frames("train" if split == "train" else "test")
 
     def _build_view(self, frame: PosedFrame) -> MapView:
-        image = load_rgb(frame.image_path)
+        image = load_frame_rgb(frame)
         depth = load_depth_meters(
             frame.depth_path,
             self.parser.depth_unit_scale_factor,
@@ -109,7 +108,7 @@ class ClassicalLocalizer(MapViewLocalizer):
         self._views[frame.name] = lifted_view(self.extractor, rgb, depth, frame, self.device)
 
     def describe_query(self, frame: PosedFrame) -> QueryDescription:
-        return describe_image(self.extractor, load_rgb(frame.image_path), frame.intrinsics, self.device)
+        return describe_image(self.extractor, load_frame_rgb(frame), frame.intrinsics, self.device)
 
     def map_view(self, c2w: np.ndarray, reference: Optional[PosedFrame] = None) -> MapView:
         if reference is None or reference.name not in self._views:

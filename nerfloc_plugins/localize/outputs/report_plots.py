@@ -19,8 +19,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from nerfloc_plugins.geometry.poses import invert_rigid
-from nerfloc_plugins.localize.metrics import QueryError
-from nerfloc_plugins.localize.pipeline import QueryResult
+from nerfloc_plugins.localize.outputs.metrics import QueryError
+from nerfloc_plugins.localize.stages.query_result import QueryResult
 from nerfloc_plugins.utils.atomic import atomic_path
 
 TRANSLATION_MARKS_CM = (1, 5, 10, 25, 50)
