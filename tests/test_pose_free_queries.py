@@ -201,8 +201,9 @@ def test_python_api_round_trip(tmp_path):
 
 
 def test_one_unreadable_query_is_skipped_and_recorded_as_failed(tmp_path, capsys):
-    """A folder of queries with one file that is not an image: the others are localized (within
-    1 cm), the bad one is named in one line and recorded as failed; --strict-queries stops on it."""
+    """A folder of queries with a file that is not an image and one cut short: the others are
+    localized (within 1 cm), each bad one is named in one line and recorded as failed;
+    --strict-queries stops on the first."""
     folder = tmp_path / "photos"
     folder.mkdir()
     truth = {}
@@ -210,13 +211,14 @@ def test_one_unreadable_query_is_skipped_and_recorded_as_failed(tmp_path, capsys
         shutil.copy(image, folder / image.name)
         truth[image.name] = ground_truth(image)
     (folder / "broken.png").write_bytes(b"not a png at all")
+    (folder / "cut.png").write_bytes(QUERIES[4].read_bytes()[:600])  # a copy cut short: header intact
     out = tmp_path / "out"
     metrics = localize_baseline(out, "--queries", str(folder))
     printed = capsys.readouterr().out
-    assert "skipping query" in printed and "broken.png" in printed
-    assert metrics["num_queries"] == 4 and metrics["num_localized"] == 3
+    assert "skipping query" in printed and "broken.png" in printed and "cut.png" in printed
+    assert metrics["num_queries"] == 5 and metrics["num_localized"] == 3
     rows = {row["name"]: row for row in csv.DictReader(open(out / "per_query.csv"))}
-    assert rows["broken.png"]["status"] == "failed"
+    assert rows["broken.png"]["status"] == rows["cut.png"]["status"] == "failed"
     assert np.median(errors_cm(read_poses(out / "poses.txt"), truth)) < 1.0
     with pytest.raises(DatasetFormatError, match="broken.png: cannot read image"):
         localize_baseline(tmp_path / "strict", "--queries", str(folder), "--strict-queries")

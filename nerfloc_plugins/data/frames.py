@@ -81,7 +81,10 @@ def load_frame_rgb(frame: PosedFrame) -> np.ndarray:
     (decoded at its bit depth, :func:`~nerfloc_plugins.data.images.load_rgb`)."""
     pixels = frame.pixels
     if pixels is None:
-        return load_rgb(frame.image_path)
+        try:
+            return load_rgb(frame.image_path)
+        except (OSError, ValueError, SyntaxError) as err:
+            raise format_error(frame.image_path, f"cannot read image ({err})") from None
     return pixels() if callable(pixels) else pixels
 
 

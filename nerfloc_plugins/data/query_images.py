@@ -159,6 +159,18 @@ def intrinsics_for(
     )
 
 
+def readable_image_size(path: Path) -> Tuple[int, int]:
+    """``(width, height)`` of an image file whose data is complete (PIL's ``verify``: headers and
+    checksums, the pixels are not decoded); one-line error naming the file otherwise."""
+    try:
+        with Image.open(path) as img:
+            size = img.size
+            img.verify()
+        return size
+    except (OSError, ValueError, SyntaxError) as err:
+        raise format_error(path, f"cannot read image ({err})") from None
+
+
 def read_image(path: Path) -> np.ndarray:
     """``(H, W, 3)`` uint8 RGB (16-bit images at their bit depth, then rounded to 8 bits); one-line
     error naming the file when it cannot be read."""
@@ -263,7 +275,7 @@ def load_query_frames(config: QueryImagesConfig, map_camera: Optional[Intrinsics
         for path in images:
             name = clean_name(path.relative_to(source).as_posix())
             try:
-                size = image_size(path)
+                size = readable_image_size(path)
             except DatasetFormatError as err:
                 if config.strict_queries:
                     raise
@@ -278,7 +290,7 @@ def load_query_frames(config: QueryImagesConfig, map_camera: Optional[Intrinsics
     else:
         for name, path, camera in read_query_list(source, config.query_images or source.parent):
             try:
-                size = image_size(path)
+                size = readable_image_size(path)
             except DatasetFormatError as err:
                 if config.strict_queries:
                     raise
