@@ -93,7 +93,9 @@ class NerflocNerfactoField(NerfactoField):
             self._sample_locations.requires_grad = True
         shape = ray_samples.frustums.shape
         grid = self.mlp_base_grid(positions.view(-1, 3))
-        x, hidden = grid, None
+        # tiny-cuda-nn's grid returns fp16 and the torch MLP's weights are float32: outside autocast
+        # (every render but the training step) the MLP must get its own dtype
+        x, hidden = grid.to(self.mlp_base_mlp.layers[0].weight.dtype), None
         mlp_layers = self.mlp_base_mlp.layers
         middle = (len(mlp_layers) - 2) // 2
         for i, layer in enumerate(mlp_layers):
