@@ -36,3 +36,22 @@ def test_hard_queries_are_summarised_apart(tmp_path):
     table = subset_table([metrics])
     assert "| m | hard | 2 | 50.00 |" in table and "| m | other | 3 | 1.00 |" in table
     assert table in render_markdown(metrics, [], None)
+
+
+def test_stage_timer_waits_for_the_gpu_at_each_stage(monkeypatch):
+    """With CUDA in use, a stage's time includes its queued kernels: the timer synchronises at the
+    stage's start and end (a stand-in CUDA here; nothing is called without one)."""
+    import torch
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: calls.append("sync"))
+    timer = StageTimer()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with timer("pnp"):
+        pass
+    assert calls == []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    with timer("match"):
+        calls.append("work")
+    assert calls == ["sync", "work", "sync"] and timer.per_stage()["match"] >= 0.0

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional
 
 import numpy as np
+import torch
 
 from nerfloc_plugins.data.frames import PosedFrame
 from nerfloc_plugins.localize.interface.localizer import (
@@ -77,16 +78,27 @@ class QueryResult:
         return inlier_ratio(self.num_inliers, self.num_matches)
 
 
+def synchronize_cuda() -> None:
+    """Wait for the GPU's queued work (CUDA kernels run asynchronously: without it a stage's time
+    lands in whichever later stage first reads a result); nothing when CUDA is not in use."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 class StageTimer:
+    """Wall-clock seconds per stage, CUDA synchronised at each stage's start and end."""
+
     def __init__(self) -> None:
         self.times: Dict[str, float] = defaultdict(float)
 
     @contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
+        synchronize_cuda()
         start = time.perf_counter()
         try:
             yield
         finally:
+            synchronize_cuda()
             self.times[stage] += time.perf_counter() - start
 
     def per_stage(self) -> Dict[str, float]:
