@@ -11,7 +11,15 @@ from nerfloc_plugins.nerf.field_renderer import FieldRenderer
 
 @pytest.mark.slow
 def test_an_fp16_hash_grid_renders_like_the_float32_one(tiny_run: Path, monkeypatch):
-    renderer = FieldRenderer(tiny_run)
+    import torch
+
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        renderer = FieldRenderer(tiny_run)
+        assert torch.backends.cuda.matmul.allow_tf32  # loading a run enables TF32 matmuls on CUDA
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
     frame = renderer.frames("train")[0]
     reference = renderer.render(frame.c2w, frame.intrinsics)
     grid = renderer.model.field.mlp_base_grid

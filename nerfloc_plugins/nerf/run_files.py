@@ -155,6 +155,14 @@ def relocate(config: TrainerConfig, load_config: Path, data: Optional[Path] = No
     return config
 
 
+def enable_tf32() -> None:
+    """TF32 tensor-core matmuls and convolutions on CUDA GPUs (Ampere and later: ~8x float32
+    throughput, 10-bit mantissa inputs, float32 accumulation; what Nerfstudio's fields tolerate).
+    Only CUDA flags: CPU arithmetic is unchanged."""
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
 def load_run(load_config: Path, test_mode: str = "inference", data: Optional[Path] = None):
     """Nerfstudio's ``eval_setup`` steps for a run (its file parsed once per command), relocated (:func:`relocate`) and loading the newest
     complete ``step-N.ckpt`` (:func:`latest_checkpoint`) whatever else ``nerfstudio_models/`` holds;
@@ -174,6 +182,7 @@ def load_run(load_config: Path, test_mode: str = "inference", data: Optional[Pat
     config.load_step, _ = latest_checkpoint(load_config, config)
     config.load_dir = config.get_checkpoint_dir()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    enable_tf32()
     pipeline = config.pipeline.setup(device=device, test_mode=test_mode)
     pipeline.eval()
     checkpoint, step = eval_load_checkpoint(config, pipeline)

@@ -21,7 +21,7 @@ from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from nerfstudio.utils.decorators import check_main_thread
 
 from nerfloc_plugins.data.errors import DatasetFormatError
-from nerfloc_plugins.nerf.run_files import checkpoints_in
+from nerfloc_plugins.nerf.run_files import checkpoints_in, enable_tf32
 
 
 def to_weights_only_safe(value: Any) -> Any:
@@ -71,6 +71,7 @@ class NerflocTrainer(Trainer):
             stale.unlink()
         if self.config.load_dir is not None and self.config.load_step is None:
             self.config.load_step = newest_checkpoint_step(Path(self.config.load_dir))
+        enable_tf32()
         try:
             super().setup(test_mode=test_mode)
         except DatasetFormatError as err:
