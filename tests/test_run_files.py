@@ -164,3 +164,20 @@ def test_ns_localize_reads_each_run_file_once(tiny_run: Path, tmp_path: Path, mo
     tiny_copy.write_text(tiny_run.read_text() + "\n# edited\n")
     run_files.read_run_file(tiny_copy)
     assert parsed[1:] == [tiny_copy, tiny_copy]
+
+
+def test_a_map_trained_with_tiny_cuda_nn_is_refused_in_one_line_without_it(tiny_run: Path, tmp_path: Path):
+    """A checkpoint whose hash grid is tiny-cuda-nn's (``tcnn_encoding.params``) on a machine that
+    builds the torch grid: one line naming the checkpoint and what to install, not a key listing."""
+    import torch
+
+    from nerfloc_plugins.nerf.run_files import latest_checkpoint, read_run_config
+
+    config = copy_run(tiny_run, tmp_path / "tcnn_run")
+    _, path = latest_checkpoint(config, read_run_config(config))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    grid = state["pipeline"].pop("_model.field.mlp_base_grid.hash_table")
+    state["pipeline"]["_model.field.mlp_base_grid.tcnn_encoding.params"] = grid.flatten().half()
+    torch.save(state, path)
+    with pytest.raises(DatasetFormatError, match=r"step-\d+\.ckpt: trained with tiny-cuda-nn .* install tinycudann"):
+        FieldRenderer(config)

@@ -164,9 +164,11 @@ def enable_tf32() -> None:
 
 
 def load_run(load_config: Path, test_mode: str = "inference", data: Optional[Path] = None):
-    """Nerfstudio's ``eval_setup`` steps for a run (its file parsed once per command), relocated (:func:`relocate`) and loading the newest
-    complete ``step-N.ckpt`` (:func:`latest_checkpoint`) whatever else ``nerfstudio_models/`` holds;
-    returns ``(config, pipeline, checkpoint path, step)``."""
+    """Nerfstudio's ``eval_setup`` steps for a run (its file parsed once per command), relocated
+    (:func:`relocate`), loading the newest complete ``step-N.ckpt`` (:func:`latest_checkpoint`)
+    whatever else ``nerfstudio_models/`` holds; a checkpoint with tiny-cuda-nn parameters where the
+    torch implementation was built is refused in one line (Nerfstudio would load it non-strictly,
+    keeping a random hash grid).  Returns ``(config, pipeline, checkpoint path, step)``."""
     load_config = Path(load_config)
     config = read_run_file(load_config)  # parsed once per command; one-line errors for a bad file
     if not isinstance(config, TrainerConfig):
@@ -174,19 +176,27 @@ def load_run(load_config: Path, test_mode: str = "inference", data: Optional[Pat
     # imported here: the registry imports the plugins' method configs (including ones that import
     # this module)
     from nerfstudio.configs.method_configs import all_methods
-    from nerfstudio.utils.eval_utils import eval_load_checkpoint
 
     if config.method_name in all_methods:  # the datamanager class of the installed method, as eval_setup does
         config.pipeline.datamanager._target = all_methods[config.method_name].pipeline.datamanager._target
     config = relocate(config, load_config, data)
-    config.load_step, _ = latest_checkpoint(load_config, config)
+    config.load_step, checkpoint = latest_checkpoint(load_config, config)
     config.load_dir = config.get_checkpoint_dir()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     enable_tf32()
     pipeline = config.pipeline.setup(device=device, test_mode=test_mode)
     pipeline.eval()
-    checkpoint, step = eval_load_checkpoint(config, pipeline)
-    return config, pipeline, checkpoint, step
+    loaded = torch.load(checkpoint, map_location="cpu")
+    foreign = sorted(k for k in loaded["pipeline"] if "tcnn" in k and k not in pipeline.state_dict())
+    if foreign:  # Nerfstudio would fall back to a non-strict load and keep a random hash grid
+        raise format_error(
+            checkpoint,
+            "trained with tiny-cuda-nn ('tcnn' hash grids / MLPs), which is not installed here: install "
+            f"tinycudann to load this map (its parameters, e.g. {foreign[0]}, cannot be converted to the "
+            "torch implementation)",
+        )
+    pipeline.load_pipeline(loaded["pipeline"], loaded["step"])
+    return config, pipeline, checkpoint, config.load_step
 
 
 def load_trained_state(load_config: Path) -> tuple[TrainerConfig, dict]:
