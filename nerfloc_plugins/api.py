@@ -131,6 +131,11 @@ class MapLocalizer:
     def name(self) -> str:
         return self.pipeline.name
 
+    @property
+    def localizer(self):
+        """The first stage's localizer (its map frames, camera, name)."""
+        return self.pipeline.localizer
+
     def camera_for(self, path: Optional[Path], size: tuple, camera: CameraLike) -> Intrinsics:
         """The query's pinhole camera: ``camera`` (Intrinsics, or fx fy cx cy [W H]), else the map's
         camera rescaled to the image, else (a file) its EXIF focal length."""

@@ -139,7 +139,7 @@ def test_ns_localize_baseline_verify_map_writes_and_resumes_verification(gallery
 def test_python_api_verifies_with_a_map(gallery_map):
     from nerfloc_plugins import load_localizer
     from nerfloc_plugins.features.local_features import SiftConfig
-    from nerfloc_plugins.scripts.localize_baseline import best_baseline_pipeline
+    from nerfloc_plugins.localize.pipeline_config import best_baseline_pipeline
 
     scene = Path(gallery_map).parents[4] / "scene"
     pipeline = replace(best_baseline_pipeline(), verify=VerifyConfig(map=Path(gallery_map)))
