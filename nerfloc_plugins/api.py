@@ -141,7 +141,7 @@ class MapLocalizer:
         camera rescaled to the image, else (a file) its EXIF focal length."""
         if isinstance(camera, Intrinsics):
             return camera if (camera.width, camera.height) == size else camera.scaled_to(*size)
-        return intrinsics_for(path or Path("array"), size, None if camera is None else tuple(camera), self.map_camera)
+        return intrinsics_for(path, size, None if camera is None else tuple(camera), self.map_camera)
 
     def query_frame(self, image: ImageLike, camera: CameraLike, name: Optional[str]) -> PosedFrame:
         """The query as a frame: a file (decoded once, by the pipeline) or an array (used as it is:

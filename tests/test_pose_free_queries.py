@@ -247,7 +247,7 @@ def test_arrays_are_checked_and_decoded_once(tmp_path, monkeypatch):
     """An array with NaN is refused in one line naming the problem; a query through a two-stage
     cascade (direct matching, then the views) is decoded and described once, an array never decoded."""
     import nerfloc_plugins
-    from nerfloc_plugins.data import frames as frames_module
+    from nerfloc_plugins.data import images as images_module
     from nerfloc_plugins.localize.pipeline_config import best_baseline_pipeline
     from nerfloc_plugins.localize.stages.cascade import AcceptConfig, CascadeConfig
 
@@ -259,8 +259,8 @@ def test_arrays_are_checked_and_decoded_once(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="1 pixels are NaN or infinite"):
         loc.localize(bad, camera=CAMERA)
     decoded, described = [], []
-    original = frames_module.load_rgb
-    monkeypatch.setattr(frames_module, "load_rgb", lambda path: decoded.append(path) or original(path))
+    original = images_module.load_rgb
+    monkeypatch.setattr(images_module, "load_rgb", lambda path: decoded.append(path) or original(path))
     classical = loc.pipeline.stages[1][0]  # direct matching (first) describes with it too
     describe = classical.describe_query
     monkeypatch.setattr(classical, "describe_query", lambda frame: described.append(frame.name) or describe(frame))

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from nerfloc_plugins.data.errors import DatasetFormatError, format_error  # noqa: F401 (re-exported)
-from nerfloc_plugins.data.images import load_rgb
+from nerfloc_plugins.data.images import read_rgb
 from nerfloc_plugins.data.text_files import read_lines
 
 
@@ -78,13 +78,10 @@ class PosedFrame:
 
 def load_frame_rgb(frame: PosedFrame) -> np.ndarray:
     """The frame's ``(H, W, 3)`` float32 RGB in [0, 1]: its in-memory pixels, else its file
-    (decoded at its bit depth, :func:`~nerfloc_plugins.data.images.load_rgb`)."""
+    (decoded at its bit depth, :func:`~nerfloc_plugins.data.images.read_rgb`)."""
     pixels = frame.pixels
     if pixels is None:
-        try:
-            return load_rgb(frame.image_path)
-        except (OSError, ValueError, SyntaxError) as err:
-            raise format_error(frame.image_path, f"cannot read image ({err})") from None
+        return read_rgb(frame.image_path)
     return pixels() if callable(pixels) else pixels
 
 
@@ -103,12 +100,16 @@ def decoded_once(frame: PosedFrame) -> PosedFrame:
     return replace(frame, pixels=pixels)
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """``(width, height)`` of an image file, read from its header only."""
+def image_size(path: Path, verify: bool = False) -> tuple[int, int]:
+    """``(width, height)`` of an image file, read from its header; with ``verify`` the file's data
+    is also checked to be complete (PIL's ``verify``: headers and checksums, no pixels decoded)."""
     try:
         with Image.open(path) as img:
-            return img.size
-    except (OSError, ValueError) as err:
+            size = img.size
+            if verify:
+                img.verify()
+            return size
+    except (OSError, ValueError, SyntaxError) as err:
         raise format_error(path, f"cannot read image ({err})") from err
 
 

@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from nerfloc_plugins.data.errors import format_error
+
 SIXTEEN_BIT_GREY = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
@@ -35,3 +37,11 @@ def sixteen_bit_colour(path: str | Path) -> np.ndarray:
         raise OSError(f"{path}: cannot decode the 16-bit colour image")
     rgb = cv2.cvtColor(bgr[..., :3], cv2.COLOR_BGR2RGB)
     return rgb.astype(np.float32) / float(np.iinfo(rgb.dtype).max)
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """:func:`load_rgb`, with a one-line error naming the file when it cannot be decoded."""
+    try:
+        return load_rgb(path)
+    except (OSError, ValueError, SyntaxError) as err:
+        raise format_error(Path(path), f"cannot read image ({err})") from None

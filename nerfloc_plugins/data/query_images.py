@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image
 
 from nerfloc_plugins.data.frames import DatasetFormatError, Intrinsics, PosedFrame, format_error, image_size
-from nerfloc_plugins.data.images import load_rgb
+from nerfloc_plugins.data.images import read_rgb
 from nerfloc_plugins.data.text_files import read_lines
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -138,9 +138,10 @@ def exif_intrinsics(path: Path, width: int, height: int) -> Optional[Intrinsics]
 
 
 def intrinsics_for(
-    image: Path, size: Tuple[int, int], camera: Optional[Tuple[float, ...]], map_camera: Optional[Intrinsics]
+    image: Optional[Path], size: Tuple[int, int], camera: Optional[Tuple[float, ...]], map_camera: Optional[Intrinsics]
 ) -> Intrinsics:
-    """Intrinsics of a query image of ``size`` without a list camera (module docstring's order)."""
+    """Intrinsics of a query image of ``size`` without a list camera (module docstring's order);
+    ``image``: its file (for EXIF), ``None`` for an image given as an array."""
     width, height = size
     if camera is not None:
         if len(camera) not in (4, 6):
@@ -150,50 +151,40 @@ def intrinsics_for(
         return given.scaled_to(width, height) if given else Intrinsics(fx, fy, cx, cy, width, height)
     if map_camera is not None and abs(map_camera.width / map_camera.height - width / height) < 0.01 * width / height:
         return map_camera.scaled_to(width, height)
-    exif = exif_intrinsics(image, width, height)
+    exif = exif_intrinsics(image, width, height) if image is not None else None
     if exif is not None:
         return exif
     raise DatasetFormatError(
-        f"{image}: no camera for this query ({width}x{height}, the map's camera has another aspect ratio and "
+        f"{image or 'query array'}: no camera for this query ({width}x{height}, the map's camera has another aspect ratio and "
         "the image has no EXIF focal length): pass --camera fx fy cx cy [W H] or a query list with cameras"
     )
-
-
-def readable_image_size(path: Path) -> Tuple[int, int]:
-    """``(width, height)`` of an image file whose data is complete (PIL's ``verify``: headers and
-    checksums, the pixels are not decoded); one-line error naming the file otherwise."""
-    try:
-        with Image.open(path) as img:
-            size = img.size
-            img.verify()
-        return size
-    except (OSError, ValueError, SyntaxError) as err:
-        raise format_error(path, f"cannot read image ({err})") from None
 
 
 def read_image(path: Path) -> np.ndarray:
     """``(H, W, 3)`` uint8 RGB (16-bit images at their bit depth, then rounded to 8 bits); one-line
     error naming the file when it cannot be read."""
-    try:
-        return (load_rgb(path) * 255.0 + 0.5).astype(np.uint8)
-    except (OSError, ValueError) as err:
-        raise format_error(path, f"cannot read image ({err})") from None
+    return (read_rgb(path) * 255.0 + 0.5).astype(np.uint8)
 
 
 def pinhole_pixels(rgb: np.ndarray, camera: QueryCamera, size: Tuple[int, int]) -> np.ndarray:
     """``rgb`` (uint8, the camera's size) undistorted to the pinhole camera with the same K and
-    resized to ``size``, as float32 RGB in [0, 1]."""
+    resized to ``size`` (uint8)."""
     intr = camera.intrinsics
     if camera.distortion:
         rgb = cv2.undistort(rgb, intr.matrix(), np.asarray(camera.distortion), None, intr.matrix())
     if size != (intr.width, intr.height):
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    return rgb
+
+
+def as_float(rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB as float32 in [0, 1]."""
     return rgb.astype(np.float32) / 255.0
 
 
 def pinhole_image(source: Path, camera: QueryCamera, size: Tuple[int, int]) -> np.ndarray:
-    """The pinhole image of the file ``source`` (decoded when the query is localized)."""
-    return pinhole_pixels(read_image(source), camera, size)
+    """The pinhole image of the file ``source``, float32 in [0, 1] (decoded when the query is localized)."""
+    return as_float(pinhole_pixels(read_image(source), camera, size))
 
 
 def pinhole_frame(
@@ -214,8 +205,8 @@ def pinhole_frame(
     out = intr.scaled_to(*size) if scale != 1.0 else intr
     if rgb is None:
         return PosedFrame(name, source, None, out, pixels=partial(pinhole_image, source, camera, size))
-    frame8 = (pinhole_pixels(rgb, camera, size) * 255.0 + 0.5).astype(np.uint8)  # a video's frames stay small
-    return PosedFrame(name, source, None, out, pixels=partial(np.divide, frame8, np.float32(255.0)))
+    frame8 = pinhole_pixels(rgb, camera, size)  # a video's frames stay uint8 until localized
+    return PosedFrame(name, source, None, out, pixels=partial(as_float, frame8))
 
 
 def unreadable_query(name: str, path: Path, err: DatasetFormatError, map_camera: Optional[Intrinsics]) -> PosedFrame:
@@ -275,7 +266,7 @@ def load_query_frames(config: QueryImagesConfig, map_camera: Optional[Intrinsics
         for path in images:
             name = clean_name(path.relative_to(source).as_posix())
             try:
-                size = readable_image_size(path)
+                size = image_size(path, verify=True)
             except DatasetFormatError as err:
                 if config.strict_queries:
                     raise
@@ -290,7 +281,7 @@ def load_query_frames(config: QueryImagesConfig, map_camera: Optional[Intrinsics
     else:
         for name, path, camera in read_query_list(source, config.query_images or source.parent):
             try:
-                size = readable_image_size(path)
+                size = image_size(path, verify=True)
             except DatasetFormatError as err:
                 if config.strict_queries:
                     raise

@@ -177,15 +177,3 @@ def pipeline_from_run(
         localizer.name = f"{localizer.name} + {prior.name} prior"
     fallbacks = [] if config.cascade.fallback is None else [run_localizer(config.cascade.fallback, options, specs)]
     return LocalizationPipeline(localizer, config, fallbacks, prior)
-
-
-def load_pipeline(source: Path, config: Optional[PipelineConfig] = None, **options: Any) -> LocalizationPipeline:
-    """:func:`pipeline_from_dataset` for a folder, :func:`pipeline_from_run` for a run file; ``options``:
-    the keyword arguments of that function (``classical=``, ``dataparser=``, ``options=``, ...)."""
-    source = Path(source)
-    if source.is_dir() and not (source / "config.yml").is_file():
-        return pipeline_from_dataset(source, config, **options)
-    if not source.exists():
-        raise FileNotFoundError(f"{source}: expected a dataset directory or a run's config.yml")
-    return pipeline_from_run(source, config, **options)
-

@@ -207,7 +207,7 @@ class LocalizationPipeline:
         verifier; the result's frame carries no pixels.  A frame
         with ``problems`` (an unreadable query image skipped by ``--queries``) gives a failed result."""
         if frame.problems:
-            return QueryResult(frame, None, [], 0, 0, 0, {stage: 0.0 for stage in STAGES})
+            return QueryResult(frame, None, [], 0, 0, 0, StageTimer().per_stage())
         result = localize_with_cascade(stages or self.stages, decoded_once(frame), self.config, self.refiner, self.verifier)
         result.frame = frame
         return result

@@ -187,7 +187,8 @@ def load_run(load_config: Path, test_mode: str = "inference", data: Optional[Pat
     pipeline = config.pipeline.setup(device=device, test_mode=test_mode)
     pipeline.eval()
     loaded = torch.load(checkpoint, map_location="cpu")
-    foreign = sorted(k for k in loaded["pipeline"] if "tcnn" in k and k not in pipeline.state_dict())
+    built = pipeline.state_dict().keys()
+    foreign = sorted(k for k in loaded["pipeline"] if "tcnn" in k and k not in built)
     if foreign:  # Nerfstudio would fall back to a non-strict load and keep a random hash grid
         raise format_error(
             checkpoint,
