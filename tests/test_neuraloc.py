@@ -162,7 +162,8 @@ def test_few_training_steps_lower_neuraloc_losses(tmp_path, monkeypatch):
     config.pipeline.datamanager.train_num_rays_per_batch = 512
     torch.manual_seed(0)
     pipeline = config.pipeline.setup(device="cpu", test_mode="val")
-    assert len(pipeline.teachers) == 8 and len(list((tmp_path / "cache" / "teachers").glob("*.pt"))) == 8
+    assert len(pipeline.descriptor_maps) == 8 and len(list((tmp_path / "cache" / "teachers").glob("*.pt"))) == 8
+    assert pipeline.descriptor_maps.groups[0].device.type == "cpu" and len(pipeline.keypoints) == 8
     optimizers = Optimizers(config.optimizers, pipeline.get_param_groups())
     history = []
     for step in range(80):

@@ -25,7 +25,7 @@ from nerfloc_plugins.features.local_features import (
     SiftConfig,
     SiftExtractor,
 )
-from nerfloc_plugins.features.matching import LightGlueMatcher, cosine_similarity, mutual_nearest_neighbors
+from nerfloc_plugins.features.matching import LightGlueMatcher, mutual_nearest_descriptors
 from nerfloc_plugins.features.superpoint import SuperPointConfig, SuperPointExtractor
 
 FeatureName = Literal["sift", "aliked", "disk", "superpoint"]
@@ -45,7 +45,7 @@ def match_descriptors(query: torch.Tensor, view: torch.Tensor, config: FeatureMa
     """``(K, 2)`` mutual-nearest-neighbour index pairs of two descriptor sets."""
     if len(query) == 0 or len(view) == 0:
         return np.zeros((0, 2), dtype=int)
-    matches, _ = mutual_nearest_neighbors(cosine_similarity(query, view), config.min_similarity, config.ratio)
+    matches, _ = mutual_nearest_descriptors(query, view, config.min_similarity, config.ratio)
     return matches.cpu().numpy()
 
 

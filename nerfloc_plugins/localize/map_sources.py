@@ -41,6 +41,7 @@ from nerfloc_plugins.localize.localizers.direct_matching import DirectMatchingCo
 from nerfloc_plugins.localize.pipeline import LocalizationPipeline
 from nerfloc_plugins.localize.pipeline_config import PipelineConfig, best_baseline_pipeline
 from nerfloc_plugins.nerf.run_files import read_run_config, read_run_file
+from nerfloc_plugins.utils.devices import resolve_device
 
 CONSOLE = Console()
 DEFAULT_DATAPARSER = "sevenscenes-data"
@@ -56,7 +57,9 @@ class ClassicalMapConfig:
     sift: SiftConfig = field(default_factory=SiftConfig)
     matching: FeatureMatchConfig = field(default_factory=FeatureMatchConfig)
     learned: LearnedFeaturesConfig = field(default_factory=LearnedFeaturesConfig)
-    device: str = "cpu"
+    device: str = "auto"
+    """Where descriptors are matched and learned features run: ``auto`` (CUDA when PyTorch sees a
+    GPU, else the CPU), ``cpu`` or ``cuda[:N]``."""
     map_matching: Literal["direct+views", "direct", "views"] = "direct+views"
     """``views``: match the retrieved mapping images (``--retrieval.*``); ``direct``: match every
     map point at once (``--direct.*``, no retrieval); ``direct+views``: direct, then the verified
@@ -97,7 +100,9 @@ def check_dataset_first(parser, split: str, pose_free: Optional[QueryImagesConfi
 
 def classical_stages(parser, config: ClassicalMapConfig) -> List[Localizer]:
     """The cascade stages of ``config.map_matching`` on the classical map of ``parser``'s frames."""
-    classical = ClassicalLocalizer(parser, config.features, config.sift, config.matching, config.learned, config.device)
+    classical = ClassicalLocalizer(
+        parser, config.features, config.sift, config.matching, config.learned, str(resolve_device(config.device))
+    )
     direct = [DirectMatchingLocalizer(classical, config.direct)] if "direct" in config.map_matching else []
     return {"views": [classical], "direct": direct, "direct+views": direct + [classical]}[config.map_matching]
 

@@ -21,6 +21,7 @@ from nerfstudio.engine.trainer import TrainerConfig
 
 from nerfloc_plugins.data.errors import format_error
 from nerfloc_plugins.data.text_files import read_text
+from nerfloc_plugins.utils.devices import resolve_device
 
 CHECKPOINT_NAME = re.compile(r"^step-(\d+)\.ckpt$")
 """Nerfstudio's checkpoint file name; other files in ``nerfstudio_models/`` are ignored."""
@@ -182,7 +183,7 @@ def load_run(load_config: Path, test_mode: str = "inference", data: Optional[Pat
     config = relocate(config, load_config, data)
     config.load_step, checkpoint = latest_checkpoint(load_config, config)
     config.load_dir = config.get_checkpoint_dir()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device()
     enable_tf32()
     pipeline = config.pipeline.setup(device=device, test_mode=test_mode)
     pipeline.eval()

@@ -77,7 +77,7 @@ class InvertedFile:
         gen = torch.Generator(device="cpu").manual_seed(seed)
         sample = unit[torch.randperm(len(unit), generator=gen)[:100000].to(unit.device)]
         self.words = torch.nn.functional.normalize(kmeans(sample, num_words, iterations=10, seed=seed), dim=-1)
-        assign = (unit @ self.words.T).argmax(dim=1)
+        assign = torch.cat([(block @ self.words.T).argmax(dim=1) for block in unit.split(65536)])
         self.order = torch.argsort(assign)
         self.sorted = unit[self.order]
         counts = torch.bincount(assign, minlength=len(self.words))

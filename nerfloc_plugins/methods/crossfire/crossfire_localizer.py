@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from nerfloc_plugins.data.frames import Intrinsics, PosedFrame, load_frame_rgb
-from nerfloc_plugins.features.matching import cosine_similarity, mutual_nearest_neighbors
+from nerfloc_plugins.features.matching import mutual_nearest_descriptors
 from nerfloc_plugins.geometry.projection import pixel_grid
 from nerfloc_plugins.localize.interface.localizer import MapView, QueryDescription
 from nerfloc_plugins.localize.interface.specs import LocalizerSpec
@@ -66,8 +66,7 @@ class CrossFireLocalizer(FieldLocalizer):
     def match(self, query: QueryDescription, view: MapView) -> np.ndarray:
         if len(query.descriptors) == 0 or len(view.descriptors) == 0:
             return np.zeros((0, 2), dtype=int)
-        sim = cosine_similarity(query.descriptors, view.descriptors)
-        matches, _ = mutual_nearest_neighbors(sim, self.config.min_similarity)
+        matches, _ = mutual_nearest_descriptors(query.descriptors, view.descriptors, self.config.min_similarity)
         return matches.cpu().numpy()
 
 

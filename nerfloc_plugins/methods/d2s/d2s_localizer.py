@@ -25,6 +25,7 @@ from nerfloc_plugins.localize.localizers.classical import describe_image
 from nerfloc_plugins.methods.d2s.d2s_run import D2SRun, load_run
 from nerfloc_plugins.methods.d2s.d2s_trainer import load_d2s
 from nerfloc_plugins.nerf.run_files import read_run_config
+from nerfloc_plugins.utils.devices import resolve_device
 from nerfloc_plugins.utils.parameters import parameter_bytes
 
 
@@ -41,7 +42,7 @@ class D2SLocalizer(DatasetFramesMixin, SceneCoordinateLocalizer):
         self.config = config or D2SLocalizerConfig()
         run_file = Path(run_file)
         self.run = load_run(run_file)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         self.net, _ = load_d2s(run_file.parent / self.run.checkpoint, self.device)
         nerf_config = Path(self.run.nerf_config)
         if not nerf_config.is_file():

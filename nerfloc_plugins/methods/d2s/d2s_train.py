@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -23,6 +22,7 @@ from nerfloc_plugins.methods.d2s.d2s_run import D2SRun, save_run
 from nerfloc_plugins.methods.d2s.d2s_trainer import D2STrainConfig, save_d2s, train_d2s
 from nerfloc_plugins.utils.atomic import write_json_atomically
 from nerfloc_plugins.utils.cli import run_cli
+from nerfloc_plugins.utils.devices import resolve_device
 
 CONSOLE = Console()
 
@@ -54,7 +54,7 @@ class TrainD2S:
                 views += load_views(synthetic)
             else:
                 CONSOLE.print(f"[yellow]no kept synthetic views in {self.data}; training on real views only")
-        device = ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
+        device = str(resolve_device(self.device))
         CONSOLE.print(f"D2S: {num_real} real + {len(views) - num_real} synthetic views, {self.train.iterations} steps")
         start = time.perf_counter()
         columns = [TextColumn("[bold]training d2s"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

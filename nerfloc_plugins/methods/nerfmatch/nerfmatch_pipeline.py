@@ -24,7 +24,7 @@ import torch
 from nerfstudio.configs.base_config import InstantiateConfig
 from torch import Tensor, nn
 
-from nerfloc_plugins.data.covisibility import covisible_pairs, overlap
+from nerfloc_plugins.data.covisibility import CovisibilityIndex
 from nerfloc_plugins.data.frames import PosedFrame
 from nerfloc_plugins.data.hloc_files import read_pairs
 from nerfloc_plugins.data.images import load_rgb
@@ -68,6 +68,14 @@ class MatchScene:
         self.test_frames = self.renderer.frames("test")
         self._rendered: Dict[int, RenderedPoints] = {}
         self._images: Dict[str, Tensor] = {}
+        self._covisibility: Optional[CovisibilityIndex] = None
+
+    def covisibility(self) -> CovisibilityIndex:
+        """The training frames and their rendered points, for covisible pairs (built once)."""
+        if self._covisibility is None:
+            points = [self.valid_points(i) for i in range(len(self.train_frames))]
+            self._covisibility = CovisibilityIndex(self.train_frames, points)
+        return self._covisibility
 
     def rendered(self, index: int) -> RenderedPoints:
         if index not in self._rendered:
@@ -140,10 +148,7 @@ class NerfMatchDataManager(FrozenRunDataManager):
                 if s == 0 and self.config.pairs_file is not None:
                     pairs += self._pairs_from_file(scene)
                     continue
-                points = [scene.valid_points(i) for i in range(len(scene.train_frames))]
-                for q, r, _ in covisible_pairs(
-                    scene.train_frames, points, self.config.pairs_per_frame, self.config.min_overlap
-                ):
+                for q, r, _ in scene.covisibility().pairs(self.config.pairs_per_frame, self.config.min_overlap):
                     pairs.append(MatchPair(s, scene.train_frames[q], r))
             if not pairs:
                 raise ValueError("nerfmatch: no covisible training pairs (lower --pipeline.datamanager.min-overlap)")
@@ -162,15 +167,14 @@ class NerfMatchDataManager(FrozenRunDataManager):
         return out
 
     def eval_pairs(self) -> List[MatchPair]:
+        """``num_eval_pairs`` evenly spaced test frames, each with its most overlapping training frame."""
         if self._eval is None:
-            pairs = []
-            for s, scene in enumerate(self.scenes):
-                points = [scene.valid_points(i) for i in range(len(scene.train_frames))]
-                for frame in scene.test_frames:
-                    scores = [overlap(p, frame) for p in points]
-                    pairs.append(MatchPair(s, frame, int(np.argmax(scores))))
-            step = max(1, len(pairs) // max(1, self.config.num_eval_pairs))
-            self._eval = pairs[::step][: self.config.num_eval_pairs]
+            frames = [(s, frame) for s, scene in enumerate(self.scenes) for frame in scene.test_frames]
+            step = max(1, len(frames) // max(1, self.config.num_eval_pairs))
+            chosen = frames[::step][: self.config.num_eval_pairs]
+            self._eval = [
+                MatchPair(s, frame, self.scenes[s].covisibility().best_reference(frame)) for s, frame in chosen
+            ]
         return self._eval
 
     # ---------------------------------------------------------------- batches

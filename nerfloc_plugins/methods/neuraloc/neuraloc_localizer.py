@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from nerfloc_plugins.data.frames import Intrinsics, PosedFrame, load_frame_rgb
-from nerfloc_plugins.features.matching import cosine_similarity, hungarian_matches, mutual_nearest_neighbors
+from nerfloc_plugins.features.matching import blockwise_mutual_matches, cosine_similarity, hungarian_matches
 from nerfloc_plugins.localize.interface.localizer import MapView, QueryDescription
 from nerfloc_plugins.localize.interface.specs import LocalizerSpec
 from nerfloc_plugins.localize.localizers.field_localizer import FieldLocalizer
@@ -79,14 +79,14 @@ class NeuraLocLocalizer(FieldLocalizer):
         intr = self.map_intrinsics((reference or self._map_frames[0]).intrinsics)
         return self.rendered_feature_view(c2w, intr, context="context", min_accumulation=self.config.min_accumulation)
 
-    def matching_scores(self, query: QueryDescription, view: MapView) -> torch.Tensor:
-        """Eq. 12 scores ``(N, M)``; filtered candidates are ``-inf``."""
-        descriptor_sim = cosine_similarity(query.descriptors, view.descriptors)
+    def matching_scores(self, query: QueryDescription, view: MapView, rows: slice = slice(None)) -> torch.Tensor:
+        """Eq. 12 scores ``(N, M)`` (or the query ``rows`` of it); filtered candidates are ``-inf``."""
+        descriptor_sim = cosine_similarity(query.descriptors[rows], view.descriptors)
         q_ctx, v_ctx = query.context, view.context
         if self.config.centre_context:
             mean = q_ctx.mean(dim=0, keepdim=True)
             q_ctx, v_ctx = q_ctx - mean, v_ctx - mean
-        context_sim = cosine_similarity(q_ctx, v_ctx)
+        context_sim = cosine_similarity(q_ctx[rows], v_ctx)
         scores = descriptor_sim + self.config.context_weight * context_sim
         if self.config.context_threshold is not None:
             scores = scores.masked_fill(context_sim < self.config.context_threshold, float("-inf"))
@@ -95,11 +95,15 @@ class NeuraLocLocalizer(FieldLocalizer):
     def match(self, query: QueryDescription, view: MapView) -> np.ndarray:
         if len(query.descriptors) == 0 or len(view.descriptors) == 0:
             return np.zeros((0, 2), dtype=int)
-        scores = self.matching_scores(query, view)
         if self.config.matching == "hungarian":
+            scores = self.matching_scores(query, view)
             matches, _ = hungarian_matches(scores.clamp(min=-1e3), self.config.min_score)
         else:
-            matches, _ = mutual_nearest_neighbors(scores, self.config.min_score)
+            matches, _ = blockwise_mutual_matches(
+                lambda s, e: self.matching_scores(query, view, slice(s, e)),
+                len(query.descriptors),
+                self.config.min_score,
+            )
         return matches.cpu().numpy()
 
 

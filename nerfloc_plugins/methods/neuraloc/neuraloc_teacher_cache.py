@@ -12,7 +12,7 @@ import hashlib
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import List
+from typing import Iterator
 
 import torch
 from rich.progress import Progress
@@ -57,10 +57,10 @@ def _load(path: Path) -> TeacherOutput:
     )
 
 
-def teacher_outputs_for_dataset(dataset, config: NeuraLocTeacherConfig, device) -> List[TeacherOutput]:
-    """Teacher outputs of every image of a Nerfstudio dataset (cached; CPU tensors)."""
+def teacher_outputs_for_dataset(dataset, config: NeuraLocTeacherConfig, device) -> Iterator[TeacherOutput]:
+    """Teacher outputs of every image of a Nerfstudio dataset, in order, one at a time (cached on
+    disk; CPU tensors): the caller keeps what it needs without holding every image's maps twice."""
     teachers = None
-    results: List[TeacherOutput] = []
     with Progress(transient=True) as progress:
         task = progress.add_task("NeuraLoc teachers", total=len(dataset))
         for i, image_path in enumerate(dataset.image_filenames):
@@ -78,6 +78,5 @@ def teacher_outputs_for_dataset(dataset, config: NeuraLocTeacherConfig, device) 
                 out = teachers(dataset.get_image_float32(i))
                 _save(out, path)
                 out = _load(path)  # the same (float16-rounded) values whether computed or cached
-            results.append(out)
+            yield out
             progress.advance(task)
-    return results

@@ -97,6 +97,78 @@ def sample_map(feature_map: Tensor, uv: Tensor, image_size: tuple[int, int]) -> 
     return out[0, :, 0].T
 
 
+class StackedMaps:
+    """The ``(C, h, w)`` maps of many images (each covering a ``(W, H)`` image) in one
+    ``(n, h, w, C)`` tensor per map size, read at the pixels of many images at once.
+
+    :meth:`sample` gives what :func:`sample_map` gives image by image (bilinear,
+    ``align_corners=False``, border values outside) with one gather per corner, however many images
+    a ray batch touches.  The stack lives on ``storage`` (the training device, or the host when
+    it would crowd the GPU: only the four gathered corners move per batch).
+    """
+
+    def __init__(self, storage: torch.device | str, dtype: torch.dtype) -> None:
+        self.storage = torch.device(storage)
+        self.dtype = dtype
+        self.groups: list[Tensor] = []
+        self.group_sizes: list[tuple[int, int]] = []
+        """``(W, H)`` image size of each group."""
+        self._lists: list[list[Tensor]] = []
+        self._keys: list[tuple] = []
+        self.where: list[tuple[int, int]] = []
+        """``(group, slot)`` of each image, in the order added."""
+
+    def add(self, feature_map: Tensor, image_size: tuple[int, int]) -> None:
+        key = (tuple(feature_map.shape), tuple(image_size))
+        if key not in self._keys:
+            self._keys.append(key)
+            self._lists.append([])
+            self.group_sizes.append(tuple(image_size))
+        group = self._keys.index(key)
+        self.where.append((group, len(self._lists[group])))
+        self._lists[group].append(feature_map.to(self.storage, self.dtype).permute(1, 2, 0))
+
+    def finish(self) -> "StackedMaps":
+        """Stack what was added (call once, after the last :meth:`add`)."""
+        self.groups = [torch.stack(maps) for maps in self._lists]
+        self._lists = []
+        self._image = torch.tensor(self.where, dtype=torch.long).reshape(-1, 2)
+        return self
+
+    def __len__(self) -> int:
+        return len(self.where)
+
+    def nbytes(self) -> int:
+        return sum(g.numel() * g.element_size() for g in self.groups)
+
+    def sample(self, images: Tensor, uv: Tensor, out_device: torch.device | str) -> Tensor:
+        """``(N, C)`` float32 values on ``out_device`` of image ``images[k]``'s map at pixel ``uv[k]``."""
+        where = self._image[images.cpu()]
+        channels = self.groups[0].shape[-1]
+        out = torch.zeros((len(images), channels), device=out_device)
+        for group, maps in enumerate(self.groups):
+            rows = (where[:, 0] == group).nonzero()[:, 0]
+            if len(rows) == 0:
+                continue
+            slot = where[rows, 1].to(self.storage)
+            w_img, h_img = self.group_sizes[group]
+            _, h, w, _ = maps.shape
+            p = uv[rows.to(uv.device)].to(self.storage, torch.float32)
+            x = (p[:, 0] / w_img * w - 0.5).clamp(0, w - 1)
+            y = (p[:, 1] / h_img * h - 0.5).clamp(0, h - 1)
+            x0, y0 = x.floor().long(), y.floor().long()
+            x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
+            fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+            value = (
+                maps[slot, y0, x0].float() * (1 - fx) * (1 - fy)
+                + maps[slot, y0, x1].float() * fx * (1 - fy)
+                + maps[slot, y1, x0].float() * (1 - fx) * fy
+                + maps[slot, y1, x1].float() * fx * fy
+            )
+            out[rows.to(out.device)] = value.to(out_device)
+        return out
+
+
 def _grid_pixels(width: int, height: int, stride: int) -> tuple[Tensor, int, int]:
     """Cell centres ``(h * w, 2)`` of a ``stride`` grid covering the image, and ``h, w``."""
     w, h = max(1, width // stride), max(1, height // stride)

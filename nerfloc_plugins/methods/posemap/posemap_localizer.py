@@ -31,6 +31,7 @@ from nerfloc_plugins.methods.posemap.posemap_apr_pipeline import (
 from nerfloc_plugins.methods.posemap.posemap_aprnet import APRConfig, APRNet
 from nerfloc_plugins.methods.posemap.posemap_nerfp import orthonormalise_pose
 from nerfloc_plugins.nerf.run_files import load_trained_state, read_run_config
+from nerfloc_plugins.utils.devices import resolve_device
 from nerfloc_plugins.utils.parameters import parameter_bytes
 
 
@@ -59,7 +60,7 @@ class APRPoseRegressor:
         if not isinstance(config.pipeline, PoseMapAPRPipelineConfig):
             raise ValueError(f"{load_config}: not a posemap-apr / posemap-align run (got {config.method_name})")
         self.method_name = config.method_name
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         self.model = PoseMapAPRModel(APRNet(network_config(self.load_config), load_weights=False))
         self.model.load_state_dict(model_state(state))
         self.model.to(self.device).eval()
