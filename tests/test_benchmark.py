@@ -168,3 +168,57 @@ def test_the_same_spec_runs_through_ray(tmp_path: Path):
     assert [(r["method"], r["median_translation_cm"]) for r in rows] == [
         (r["method"], r["median_translation_cm"]) for r in table["rows"]
     ]  # Ray or local: the same results
+
+
+def test_reported_rows_sit_beside_the_measured_ones(tmp_path: Path):
+    """A method's published numbers (``reported`` in the spec) print as ``<method> (reported)`` after
+    its own row per scene and after its average; bad entries are one-line errors."""
+    from nerfloc_plugins.benchmark.tables import write_comparison
+
+    reported = """
+  cascade:
+    localize: [ns-localize-baseline]
+    reported:
+      source: HLoc, NeRFMatch Table 2 (SfM pGT)
+      room: {median_cm: 0.8, median_deg: 0.1}
+      average: {median_cm: 1.3, median_deg: 0.3, recall_5cm_5deg: 95.7}
+"""
+    spec = read_spec(write_spec(tmp_path / "spec.yaml", reported))
+    method = spec.methods[0]
+    assert method.reported_source.startswith("HLoc") and method.reported["average"]["recall_5cm_5deg"] == 95.7
+    out = tmp_path / "out"
+    for scene, cm in (("room", 1.5), ("office", 2.5)):
+        cell = out / "cells" / scene / "cascade" / "seed0"
+        cell.mkdir(parents=True)
+        result = {"scene": scene, "method": "cascade", "seed": 0, "num_queries": 4, "num_failed": 0,
+                  "median_translation_cm": cm, "median_rotation_deg": 0.5, "train_s": 0.0, "query_s": 0.2,
+                  "map_size_mb": 1.0, "recall": {"5cm_5deg": 1.0}, "errors": [[cm, 0.5]] * 4}  # fmt: skip
+        (cell / "result.json").write_text(json.dumps(result))
+    table = write_comparison(out, ["cascade"], ["room", "office"], {}, reported={"cascade": method.reported},
+                             sources={"cascade": method.reported_source})  # fmt: skip
+    assert [(r["scene"], r["method"]) for r in table["rows"]] == [
+        ("room", "cascade"), ("room", "cascade (reported)"), ("office", "cascade")]  # fmt: skip
+    assert table["rows"][1]["median_translation_cm"] == 0.8 and table["rows"][1]["recall"]["5cm_5deg"] is None
+    assert table["average"][1]["method"] == "cascade (reported)" and table["average"][1]["recall"]["5cm_5deg"] == pytest.approx(0.957)
+    assert table["average"][0]["median_translation_cm"] == 2.0 and table["missing"] == []  # measured rows only
+    markdown = (out / "benchmark.md").read_text()
+    assert "| room | cascade (reported) | 0.80 | 0.10 |" in markdown and "95.7" in markdown
+    assert "- `cascade (reported)`: HLoc, NeRFMatch Table 2 (SfM pGT)" in markdown
+    bad = reported.replace("room: {", "kitchen: {")
+    with pytest.raises(DatasetFormatError, match=r"methods.cascade.reported: unknown key 'kitchen'"):
+        read_spec(write_spec(tmp_path / "spec.yaml", bad))
+    with pytest.raises(DatasetFormatError, match=r"methods.cascade.reported.average.median_cm: expected a number"):
+        read_spec(write_spec(tmp_path / "spec.yaml", reported.replace("median_cm: 1.3", "median_cm: fast")))
+
+
+def test_the_sevenscenes_pgt_spec_reads_once_its_folders_exist(tmp_path: Path):
+    text = (ROOT / "benchmarks" / "specs" / "sevenscenes_pgt.yaml").read_text()
+    text = text.replace("/data/", f"{tmp_path}/data/").replace("../results", str(tmp_path / "results"))
+    for scene in ("chess", "fire", "heads", "office", "pumpkin", "redkitchen", "stairs"):
+        (tmp_path / "data" / "7scenes" / scene).mkdir(parents=True)
+    (tmp_path / "spec.yaml").write_text(text)
+    spec = read_spec(tmp_path / "spec.yaml")
+    assert [m.name for m in spec.methods] == ["cascade", "nerfmatch-mini", "nerfmatch"]
+    assert all(len(m.reported) == 8 for m in spec.methods)  # 7 scenes + average
+    assert spec.scenes[0].dataparser_args[0] == "--pgt"
+    assert spec.methods[2].reported["average"] == {"median_cm": 2.7, "median_deg": 0.7, "recall_5cm_5deg": 75.3}

@@ -23,6 +23,13 @@ methods:
   verified:     # ns-localize-baseline with a map of its own: its options name its run
     train: [nerfloc-nerfacto-cpu]
     localize: [ns-localize-baseline, --verify.map, "{run:verified}"]
+  nerfmatch:
+    train: [nerfloc-nerfacto, nerfmatch]
+    localize: [ns-localize]
+    reported:   # the paper's numbers, printed beside this method's rows ("<method> (reported)")
+      source: NeRFMatch Table 2 (7-Scenes, SfM pGT)
+      chess: {median_cm: 0.9, median_deg: 0.3}     # keys: scenes of this spec, or average
+      average: {median_cm: 2.7, median_deg: 0.7, recall_5cm_5deg: 75.3}      # recall in %
 ```
 
 A method's ``localize`` starts with the command (``ns-localize`` on the method's run, or
@@ -69,6 +76,11 @@ class MethodSpec:
     """A finished run to reuse instead of training (its ``config.yml``)."""
     gpus: float = 0.0
     """GPUs a training step of this method declares (Ray); 0 on CPU presets."""
+    reported: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    """Published numbers per scene name (or ``average``): ``median_cm``, ``median_deg``,
+    ``recall_5cm_5deg`` (%)."""
+    reported_source: str = ""
+    """Where the published numbers come from (paper, table, ground truth)."""
 
     @property
     def command(self) -> str:
@@ -108,6 +120,29 @@ def resolve(base: Path, value: Any, where: str, path: Path) -> Path:
     return p if p.is_absolute() else (base / p).resolve()
 
 
+REPORTED_KEYS = ("median_cm", "median_deg", "recall_5cm_5deg")
+
+
+def read_reported(value: Any, where: str, path: Path, scenes: List[str]) -> tuple:
+    """``(source, {scene or 'average': {key: number}})`` of a method's ``reported`` entry."""
+    if value is None:
+        return "", {}
+    entry = mapping(value, where, path, ("source", "average", *scenes))
+    source = entry.get("source")
+    if not isinstance(source, str) or not source.strip():
+        raise format_error(path, f"{where}.source: expected where the numbers come from (paper, table)")
+    numbers = {}
+    for key, row in entry.items():
+        if key == "source":
+            continue
+        row = mapping(row, f"{where}.{key}", path, REPORTED_KEYS)
+        for name, number in row.items():
+            if not isinstance(number, (int, float)) or isinstance(number, bool) or number < 0:
+                raise format_error(path, f"{where}.{key}.{name}: expected a number >= 0")
+        numbers[str(key)] = {k: float(v) for k, v in row.items()}
+    return source.strip(), numbers
+
+
 def read_spec(path: Path, output_dir: Optional[Path] = None) -> BenchmarkSpec:
     """Read and check a benchmark spec (see the module docstring)."""
     path = Path(path)
@@ -145,7 +180,7 @@ def read_spec(path: Path, output_dir: Optional[Path] = None) -> BenchmarkSpec:
     methods = []
     for name, value in mapping(top.get("methods"), "methods", path, tuple(top.get("methods") or ())).items():
         where = f"methods.{name}"
-        entry = mapping(value, where, path, ("localize", "train", "train_args", "run", "gpus"))
+        entry = mapping(value, where, path, ("localize", "train", "train_args", "run", "gpus", "reported"))
         localize = strings(entry.get("localize"), f"{where}.localize", path)
         if not localize or localize[0] not in LOCALIZE_COMMANDS:
             raise format_error(path, f"{where}.localize: expected [{' | '.join(LOCALIZE_COMMANDS)}, options...]")
@@ -167,7 +202,8 @@ def read_spec(path: Path, output_dir: Optional[Path] = None) -> BenchmarkSpec:
         gpus = entry.get("gpus", 0.0)
         if not isinstance(gpus, (int, float)) or gpus < 0:
             raise format_error(path, f"{where}.gpus: expected a number >= 0")
-        methods.append(MethodSpec(str(name), localize, train, train_args, run, float(gpus)))
+        source, reported = read_reported(entry.get("reported"), f"{where}.reported", path, [s.name for s in scenes])
+        methods.append(MethodSpec(str(name), localize, train, train_args, run, float(gpus), reported, source))
     if not scenes or not methods:
         raise format_error(path, "expected at least one scene and one method")
     with_map = {m.name for m in methods if m.train or m.run is not None}

@@ -110,6 +110,28 @@ def aggregate(cells: List[dict], scene: str, method: str) -> dict:
     }
 
 
+def reported_row(method: str, scene: str, numbers: Dict[str, float]) -> dict:
+    """A table row of published numbers (``median_cm``, ``median_deg``, ``recall_5cm_5deg`` in %)."""
+    recall = numbers.get("recall_5cm_5deg")
+    row = {k: None for k in ("num_queries", "num_failed", "hard_recall", "retrieval_recall", "wrong_place",
+                             "unverified", "query_s", "map_size_mb", "train_s")}  # fmt: skip
+    row.update(scene=scene, method=f"{method} (reported)", seeds=0, reported=True,
+               median_translation_cm=numbers.get("median_cm"), median_rotation_deg=numbers.get("median_deg"),
+               recall={k: (recall / 100 if k == "5cm_5deg" and recall is not None else None) for k in RECALLS})  # fmt: skip
+    return row
+
+
+def with_reported(rows: List[dict], reported: Dict[str, Dict[str, Dict[str, float]]], average: bool) -> List[dict]:
+    """``rows`` with each method's published row (for the same scene, or ``average``) after its own."""
+    out = []
+    for row in rows:
+        out.append(row)
+        numbers = reported.get(row["method"], {}).get("average" if average else row["scene"])
+        if numbers:
+            out.append(reported_row(row["method"], row["scene"], numbers))
+    return out
+
+
 def averaged(rows: List[dict], methods: List[str]) -> List[dict]:
     """Per method, the mean over the scenes it has of each column (the papers' "Avg." row)."""
     out = []
@@ -151,19 +173,32 @@ def markdown_table(rows: List[dict]) -> str:
 
 
 def write_comparison(
-    out: Path, methods: List[str], scenes: List[str], failures: Dict[str, str], skipped: Optional[Dict[str, str]] = None
+    out: Path,
+    methods: List[str],
+    scenes: List[str],
+    failures: Dict[str, str],
+    skipped: Optional[Dict[str, str]] = None,
+    reported: Optional[Dict[str, Dict[str, Dict[str, float]]]] = None,
+    sources: Optional[Dict[str, str]] = None,
 ) -> dict:
     """``benchmark.md``, ``benchmark.json``, ``benchmark.csv`` and ``plots/`` in ``out``; ``failures``:
-    step id -> error, ``skipped``: step id -> the failed step it waited for."""
+    step id -> error, ``skipped``: step id -> the failed step it waited for; ``reported``: method ->
+    scene (or ``average``) -> published numbers, shown after the method's row (``sources``: method ->
+    where they come from)."""
     results = read_results(out)
-    rows = rows_by_scene(results, methods, scenes)
-    avg = averaged(rows, methods)
+    measured = rows_by_scene(results, methods, scenes)
+    measured_avg = averaged(measured, methods)
+    rows = with_reported(measured, reported or {}, average=False)
+    avg = with_reported(measured_avg, reported or {}, average=True)
     skipped = skipped or {}
     missing = [
-        f"{s}/{m}" for s in scenes for m in methods if not any(r["scene"] == s and r["method"] == m for r in rows)
+        f"{s}/{m}" for s in scenes for m in methods if not any(r["scene"] == s and r["method"] == m for r in measured)
     ]
     explained = {"/".join(step.split("/")[1::2]) for step in [*failures, *skipped] if step.count("/") == 3}
     text = ["# Benchmark", "", markdown_table(rows + avg), ""]
+    if reported:
+        text += [f"- `{m} (reported)`: {(sources or {}).get(m, 'published numbers')}" for m in methods if m in reported]
+        text.append("")
     if failures or missing:
         text += ["## Failed or missing cells", ""]
         text += [f"- `{step}` failed: {error_line(error)}" for step, error in failures.items()]
@@ -172,7 +207,7 @@ def write_comparison(
         ]
         text += [f"- `{cell}`: no result yet" for cell in missing if cell not in explained]
         text.append("")
-    plots = write_plots(out / "plots", results, methods, scenes, rows)
+    plots = write_plots(out / "plots", results, methods, scenes, measured)
     text += [f"![{Path(p).stem}](plots/{Path(p).name})" for p in plots]
     write_text_atomically("\n".join(text) + "\n", out / "benchmark.md")
     summary = {"rows": rows, "average": avg, "failed": {k: error_line(v) for k, v in failures.items()},

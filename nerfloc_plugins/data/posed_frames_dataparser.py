@@ -29,9 +29,11 @@ from nerfstudio.cameras import camera_utils
 from nerfstudio.cameras.cameras import Cameras, CameraType
 from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserConfig, DataparserOutputs
 from nerfstudio.data.scene_box import SceneBox
+from nerfstudio.utils.rich_utils import CONSOLE
 
 from nerfloc_plugins.data.dataset_check import BadFramePolicy, check_split
 from nerfloc_plugins.data.frames import PosedFrame, format_error, load_depth_meters, select_every
+from nerfloc_plugins.data.pseudo_gt import frames_with_pgt, pgt_file, read_pgt_file
 from nerfloc_plugins.geometry.poses import DataparserTransform, flip_opencv_opengl
 from nerfloc_plugins.geometry.projection import depth_map_points
 
@@ -74,6 +76,11 @@ class PosedFramesDataParserConfig(DataParserConfig):
     depth map): ``error`` lists them all and stops; ``skip`` leaves them out and reports how many."""
     max_translation: float = 1e5
     """Largest camera-centre coordinate accepted, in the dataset's units (catches corrupt poses)."""
+    pgt: Optional[Path] = None
+    """Folder of SfM pseudo ground truth files (``<scene>_train.txt``, ``<scene>_test.txt`` of the
+    ``visloc_pseudo_gt_limitations`` repository, :mod:`~nerfloc_plugins.data.pseudo_gt`): mapping
+    and query frames take their poses and focal lengths (maps, errors and ``poses.txt`` are then in
+    the pGT's frame); frames the pGT lacks are left out and counted."""
 
 
 @dataclass
@@ -110,9 +117,27 @@ class PosedFramesDataParser(DataParser):
         """Frames of ``split`` as read, after the configured stride / cap (not yet checked)."""
         if not self.config.data.is_dir():
             raise format_error(self.config.data, "dataset directory does not exist")
+        frames = self.read_frames(split)
+        if self.config.pgt is not None:
+            frames = self.with_pseudo_gt(split, frames)
         if split == "train":
-            return select_every(self.read_frames("train"), self.config.train_stride, self.config.max_train_frames)
-        return select_every(self.read_frames("test"), self.config.test_stride, self.config.max_test_frames)
+            return select_every(frames, self.config.train_stride, self.config.max_train_frames)
+        return select_every(frames, self.config.test_stride, self.config.max_test_frames)
+
+    def with_pseudo_gt(self, split: Split, frames: list[PosedFrame]) -> list[PosedFrame]:
+        """``frames`` with the poses of the ``--pgt`` files (see ``pgt``)."""
+        path = pgt_file(self.config.pgt, self.config.data, "train" if split == "train" else "test")
+        out, missing = frames_with_pgt(frames, read_pgt_file(path))
+        if not out:
+            example = next(iter(read_pgt_file(path)))
+            raise format_error(
+                path, f"names none of the {len(frames)} {split} frames ({example!r} vs {frames[0].name!r})"
+            )
+        if missing:
+            CONSOLE.print(
+                f"[yellow]{path}: no pseudo ground truth for {missing} of {len(frames)} {split} frames (left out)"
+            )
+        return out
 
     def check_frames(self, split: Split, frames: list[PosedFrame]) -> list[PosedFrame]:
         """The usable frames of ``split`` under the ``bad_frames`` policy."""

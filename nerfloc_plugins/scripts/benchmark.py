@@ -63,7 +63,12 @@ class Benchmark:
             return {}
         summary = Runner(out, self.workers, self.ray_address).run(steps)
         comparison = write_comparison(
-            out, [m.name for m in spec.methods], [s.name for s in spec.scenes], summary.failed
+            out,
+            [m.name for m in spec.methods],
+            [s.name for s in spec.scenes],
+            summary.failed,
+            reported={m.name: m.reported for m in spec.methods if m.reported},
+            sources={m.name: m.reported_source for m in spec.methods if m.reported},
         )
         print(markdown_table(comparison["rows"] + comparison["average"]))
         CONSOLE.print(

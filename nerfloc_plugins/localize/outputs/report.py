@@ -2,7 +2,10 @@
 
 * ``poses.txt``      hloc format, world-to-camera, dataset metric frame; a query that failed gets its
                      best prior's pose, as hloc writes it (``status`` in the CSV tells them apart;
-                     only queries without any prior, e.g. a failed regressor, are left out)
+                     only queries without any prior, e.g. a failed regressor, are left out); with
+                     ``--pgt`` it is the estimate format of ``visloc_pseudo_gt_limitations``
+* ``poses_mapfree.txt`` the same poses in the Map-free benchmark's format, confidence = PnP inliers
+                     (0 for a failed query's prior pose)
 * ``metrics.json``   medians, recalls (failures count), per-stage times, map size; for queries
                      without ground truth (``--queries``): localized count, inlier statistics
 * ``per_query.csv``  one row per query (status ``localized`` / ``unverified`` / ``failed``, errors when
@@ -20,6 +23,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from nerfloc_plugins.data.hloc_files import write_poses
+from nerfloc_plugins.data.pseudo_gt import write_mapfree_poses
 from nerfloc_plugins.geometry.poses import invert_rigid
 from nerfloc_plugins.localize.outputs.metrics import (
     QueryError,
@@ -52,7 +56,10 @@ def write_report(
     ``baseline_errors``: the baseline's per-query errors, drawn beside this run's in the CDF)."""
     output_dir.mkdir(parents=True, exist_ok=True)
     plots = output_dir / "plots"
-    write_poses(reported_poses(results), output_dir / "poses.txt")
+    poses = reported_poses(results)
+    write_poses(poses, output_dir / "poses.txt")
+    confidence = {r.frame.name: float(r.num_inliers) if r.w2c is not None else 0.0 for r in results}
+    write_mapfree_poses(poses, confidence, output_dir / "poses_mapfree.txt")
     write_json_atomically(metrics, output_dir / "metrics.json")
     write_per_query_csv(results, errors, output_dir / "per_query.csv")
     if has_ground_truth(metrics):

@@ -98,7 +98,12 @@ class NeuraLocField(nn.Module):
         shape = points.shape[:-1]
         grid = self.geometry_grid(self.normalise(points).reshape(-1, 3))
         out = self.sdf_decoder(grid).float()
-        return out[:, :1].reshape(*shape, 1), out[:, 1:].reshape(*shape, -1), grid.reshape(*shape, -1)
+        # explicit widths: a chunk may hold no points (a view with no surface in it)
+        return (
+            out[:, :1].reshape(*shape, 1),
+            out[:, 1:].reshape(*shape, out.shape[-1] - 1),
+            grid.reshape(*shape, grid.shape[-1]),
+        )
 
     def sdf(self, points: Tensor) -> Tensor:
         return self.geometry(points)[0]
@@ -114,7 +119,8 @@ class NeuraLocField(nn.Module):
         """Context feature ``f`` and descriptor ``g`` of points (not normalised; rendered first)."""
         shape = points.shape[:-1]
         grid = self.semantic_grid(self.normalise(points).reshape(-1, 3))
-        return {
-            "context": self.context_decoder(grid).float().reshape(*shape, -1),
-            "descriptors": self.descriptor_decoder(grid).float().reshape(*shape, -1),
+        context, descriptors = self.context_decoder(grid).float(), self.descriptor_decoder(grid).float()
+        return {  # explicit widths: no point at all is a valid input (no surface in the chunk)
+            "context": context.reshape(*shape, context.shape[-1]),
+            "descriptors": descriptors.reshape(*shape, descriptors.shape[-1]),
         }
