@@ -25,7 +25,7 @@ demo-all: install
 	PATH="$(abspath $(BIN)):$$PATH" NERFLOC_DEMO_METHODS="crossfire nerfmatch neuraloc posemap" bash examples/demo.sh
 
 test: install
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow" tests

@@ -54,29 +54,11 @@ def timed(fn, repeats: int = 1) -> Tuple[float, object]:
 
 def room_cameras(n: int, seed: int = 0):
     """``n`` 640x480 cameras in a 6 x 6 x 3 m box and the wall points of an 80 x 60 ray grid each."""
-    from nerfloc_plugins.data.frames import Intrinsics, PosedFrame
+    from nerfloc_plugins.data.frames import Intrinsics
+    from nerfloc_plugins.data.synthetic_scene import wandering_room_cameras
 
-    rng = np.random.default_rng(seed)
-    f = 525.0
-    intr = Intrinsics(fx=f, fy=f, cx=WIDTH / 2, cy=HEIGHT / 2, width=WIDTH, height=HEIGHT)
-    uu, vv = np.meshgrid(np.arange(4, WIDTH, 8) + 0.5, np.arange(4, HEIGHT, 8) + 0.5)
-    rays = np.stack([(uu - WIDTH / 2) / f, (vv - HEIGHT / 2) / f, np.ones_like(uu)], -1).reshape(-1, 3)
-    lo, hi = np.array([-3.0, -3.0, -1.5]), np.array([3.0, 3.0, 1.5])
-    walk = np.cumsum(rng.normal(0, 0.05, (n, 2)), axis=0)
-    frames, points = [], []
-    for i in range(n):
-        yaw = 2 * np.pi * 3 * i / n + rng.normal(0, 0.05)
-        centre = np.array([2.0 * np.sin(walk[i, 0]), 2.0 * np.sin(walk[i, 1]), 0.2 * np.sin(0.05 * i)])
-        forward, down = np.array([np.cos(yaw), np.sin(yaw), 0.0]), np.array([0.0, 0.0, -1.0])
-        c2w = np.eye(4)
-        c2w[:3, :3] = np.stack([np.cross(down, forward), down, forward], axis=1)
-        c2w[:3, 3] = centre
-        d = rays @ c2w[:3, :3].T
-        with np.errstate(divide="ignore"):
-            exit_t = np.maximum((lo - centre) / d, (hi - centre) / d).min(axis=1)
-        points.append(centre + d * exit_t[:, None])
-        frames.append(PosedFrame(name=f"f{i}", image_path=Path(f"f{i}.png"), c2w=c2w, intrinsics=intr))
-    return frames, points
+    intrinsics = Intrinsics(fx=525.0, fy=525.0, cx=WIDTH / 2, cy=HEIGHT / 2, width=WIDTH, height=HEIGHT)
+    return wandering_room_cameras(n, intrinsics, seed=seed)
 
 
 def covisibility(n: int, all_pairs_up_to: int) -> Dict:

@@ -4,14 +4,13 @@ covisibility, stacked teacher maps)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
 from nerfloc_plugins.data.covisibility import CovisibilityIndex, overlap
-from nerfloc_plugins.data.frames import Intrinsics, PosedFrame
+from nerfloc_plugins.data.frames import Intrinsics
+from nerfloc_plugins.data.synthetic_scene import wandering_room_cameras
 from nerfloc_plugins.features import matching
 from nerfloc_plugins.methods.neuraloc.neuraloc_teachers import StackedMaps, sample_map
 
@@ -56,29 +55,8 @@ def test_hungarian_on_useful_columns_keeps_the_whole_matrix_pairs():
 
 
 def _room_frames(n: int, seed: int = 0):
-    """``n`` cameras wandering inside a 6 x 6 x 3 m box looking around, and the wall points each sees."""
-    rng = np.random.default_rng(seed)
-    intr = Intrinsics(fx=40.0, fy=40.0, cx=32.0, cy=24.0, width=64, height=48)
-    uu, vv = np.meshgrid(np.arange(4, 64, 8) + 0.5, np.arange(4, 48, 8) + 0.5)
-    rays = np.stack([(uu - 32) / 40, (vv - 24) / 40, np.ones_like(uu)], -1).reshape(-1, 3)
-    lo, hi = np.array([-3.0, -3.0, -1.5]), np.array([3.0, 3.0, 1.5])
-    frames, points = [], []
-    t = np.cumsum(rng.normal(0, 0.15, (n, 2)), axis=0)
-    for i in range(n):
-        yaw = 0.08 * i
-        centre = np.array([2.0 * np.sin(t[i, 0]), 2.0 * np.sin(t[i, 1]), 0.2 * np.sin(0.1 * i)])
-        forward = np.array([np.cos(yaw), np.sin(yaw), 0.0])
-        down = np.array([0.0, 0.0, -1.0])
-        right = np.cross(down, forward)
-        c2w = np.eye(4)
-        c2w[:3, :3] = np.stack([right, down, forward], axis=1)
-        c2w[:3, 3] = centre
-        d = rays @ c2w[:3, :3].T
-        with np.errstate(divide="ignore"):
-            exit_t = np.maximum((lo - centre) / d, (hi - centre) / d).min(axis=1)
-        points.append(centre + d * exit_t[:, None])
-        frames.append(PosedFrame(name=f"f{i}", image_path=Path(f"f{i}.png"), c2w=c2w, intrinsics=intr))
-    return frames, points
+    """``n`` 64x48 cameras wandering inside a 6 x 6 x 3 m box looking around, and the wall points each sees."""
+    return wandering_room_cameras(n, Intrinsics(fx=40.0, fy=40.0, cx=32.0, cy=24.0, width=64, height=48), seed)
 
 
 def test_candidate_covisibility_finds_the_all_pairs_top_k():

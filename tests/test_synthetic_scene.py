@@ -108,3 +108,16 @@ def test_lit_room_casts_shadows_and_has_view_dependent_highlights():
     assert np.mean(floor_colour(spot, above, lit) - floor_colour(spot, side, lit)) > 0.1
     flat = LIGHTINGS["flat"]
     np.testing.assert_allclose(floor_colour(spot, above, flat), floor_colour(spot, side, flat))
+
+
+def test_frames_rendered_in_parallel_are_the_same_files(tmp_path):
+    from nerfloc_plugins.data.synthetic_scene import write_sevenscenes_scene
+
+    args = dict(width=32, height=24, frames_per_train_seq=3, frames_test=2, supersample=1)
+    one = write_sevenscenes_scene(tmp_path / "one", workers=1, **args)
+    three = write_sevenscenes_scene(tmp_path / "three", workers=3, **args)
+    assert one == three == {"train": 6, "test": 2}
+    names = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*") if p.is_file())
+    assert len(names) == 8 * 3 + 2
+    for name in names:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "three" / name).read_bytes(), name

@@ -21,6 +21,7 @@ elsewhere) and ``--repeated-queries N`` (queries facing a picture hung twice), b
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from nerfloc_plugins.data.frames import Intrinsics
+from nerfloc_plugins.data.frames import Intrinsics, PosedFrame
 
 # face index -> (normal axis, sign); faces of a box: -x, +x, -y, +y, -z, +z
 _FACES = [(0, -1), (0, 1), (1, -1), (1, 1), (2, -1), (2, 1)]
@@ -498,6 +499,51 @@ def default_sequences(frames_per_train_seq: int, frames_test: int) -> Dict[int, 
     }
 
 
+def wandering_room_cameras(
+    n: int, intrinsics: Intrinsics, seed: int = 0, step_m: float = 0.05, turns: float = 3.0, grid_step_px: int = 8
+) -> Tuple[List[PosedFrame], List[np.ndarray]]:
+    """``n`` cameras wandering inside an empty 6 x 6 x 3 m box (centred at the origin), turning ``turns``
+    times round it, and for each the wall points (world, metres) seen through a grid of pixels every
+    ``grid_step_px``: scenes of any size without rendering, for costs that grow with the scene.
+
+    Centres: a random walk (``step_m`` per frame, folded into +-2 m by a sine); camera-to-world poses
+    with OpenCV axes (x right, y down, z forward), level, looking horizontally."""
+    rng = np.random.default_rng(seed)
+    w, h = intrinsics.width, intrinsics.height
+    uu, vv = np.meshgrid(
+        np.arange(grid_step_px / 2, w, grid_step_px) + 0.5, np.arange(grid_step_px / 2, h, grid_step_px) + 0.5
+    )
+    rays = np.stack([(uu - intrinsics.cx) / intrinsics.fx, (vv - intrinsics.cy) / intrinsics.fy, np.ones_like(uu)], -1)
+    rays = rays.reshape(-1, 3)
+    lo, hi = np.array([-3.0, -3.0, -1.5]), np.array([3.0, 3.0, 1.5])
+    walk = np.cumsum(rng.normal(0, step_m, (n, 2)), axis=0)
+    frames, points = [], []
+    for i in range(n):
+        yaw = 2 * np.pi * turns * i / n + rng.normal(0, 0.05)
+        centre = np.array([2.0 * np.sin(walk[i, 0]), 2.0 * np.sin(walk[i, 1]), 0.2 * np.sin(0.05 * i)])
+        forward, down = np.array([np.cos(yaw), np.sin(yaw), 0.0]), np.array([0.0, 0.0, -1.0])
+        c2w = np.eye(4)
+        c2w[:3, :3] = np.stack([np.cross(down, forward), down, forward], axis=1)
+        c2w[:3, 3] = centre
+        d = rays @ c2w[:3, :3].T
+        with np.errstate(divide="ignore"):
+            exit_t = np.maximum((lo - centre) / d, (hi - centre) / d).min(axis=1)
+        points.append(centre + d * exit_t[:, None])
+        frames.append(PosedFrame(name=f"f{i}", image_path=Path(f"f{i}.png"), c2w=c2w, intrinsics=intrinsics))
+    return frames, points
+
+
+def _write_frame(job) -> None:
+    """Render one view and write its ``.color.png`` / ``.depth.png`` (millimetres, 65535 = no
+    surface) / ``.pose.txt`` (camera-to-world, OpenCV axes)."""
+    boxes, c2w, intrinsics, supersample, lighting, stem = job
+    rgb, depth = render_view(boxes, c2w, intrinsics, supersample, LIGHTINGS[lighting])
+    Image.fromarray((rgb * 255 + 0.5).astype(np.uint8)).save(f"{stem}.color.png", optimize=True)
+    depth_mm = np.where(np.isfinite(depth), np.round(depth * 1000.0), 65535).clip(0, 65535)
+    Image.fromarray(depth_mm.astype(np.uint16)).save(f"{stem}.depth.png", optimize=True)
+    np.savetxt(f"{stem}.pose.txt", c2w, fmt="%.8f")
+
+
 def write_sevenscenes_scene(
     output_dir: Path,
     width: int = 160,
@@ -510,6 +556,7 @@ def write_sevenscenes_scene(
     hard_queries: int = 0,
     lighting: str = "flat",
     repeated_queries: int = 0,
+    workers: int = 1,
 ) -> Dict[str, int]:
     """Render ``room`` (:data:`ROOMS`) into ``output_dir`` (7-Scenes layout); returns frame counts.
 
@@ -521,6 +568,8 @@ def write_sevenscenes_scene(
     ``lighting``: :data:`LIGHTINGS` (``lit``: shadows and view-dependent highlights).
     ``repeated_queries``: also queries facing a picture the room hangs twice
     (:func:`repeated_picture_query_poses`), appended to ``seq-04`` and listed as hard queries.
+    ``workers``: frames rendered at once (threads; the ray casting and PNG coding are NumPy / zlib
+    work that releases the GIL). The files are the same for any number.
     """
     if room not in ROOMS:
         raise ValueError(f"room {room!r}: expected one of {sorted(ROOMS)}")
@@ -540,22 +589,18 @@ def write_sevenscenes_scene(
         sequences[4] = ("test", earlier + repeated_picture_query_poses(boxes, repeated_queries))
     output_dir.mkdir(parents=True, exist_ok=True)
     splits: Dict[str, List[str]] = {"train": [], "test": []}
-    total = sum(len(p) for _, p in sequences.values())
-    done = 0
+    jobs = []
     for seq, (split, poses) in sequences.items():
         splits[split].append(f"sequence{seq}")
         seq_dir = output_dir / f"seq-{seq:02d}"
         seq_dir.mkdir(exist_ok=True)
-        for i, c2w in enumerate(poses):
-            rgb, depth = render_view(boxes, c2w, intrinsics, supersample, LIGHTINGS[lighting])
-            stem = seq_dir / f"frame-{i:06d}"
-            Image.fromarray((rgb * 255 + 0.5).astype(np.uint8)).save(f"{stem}.color.png", optimize=True)
-            depth_mm = np.where(np.isfinite(depth), np.round(depth * 1000.0), 65535).clip(0, 65535)
-            Image.fromarray(depth_mm.astype(np.uint16)).save(f"{stem}.depth.png", optimize=True)
-            np.savetxt(f"{stem}.pose.txt", c2w, fmt="%.8f")
-            done += 1
+        jobs += [
+            (boxes, c2w, intrinsics, supersample, lighting, seq_dir / f"frame-{i:06d}") for i, c2w in enumerate(poses)
+        ]
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for done, _ in enumerate(pool.map(_write_frame, jobs), start=1):
             if progress is not None:
-                progress(done, total)
+                progress(done, len(jobs))
     if 4 in sequences:
         names = [f"seq-04/frame-{i:06d}.color.png" for i in range(len(sequences[4][1]))]
         (output_dir / "hard_queries.txt").write_text("\n".join(names) + "\n")

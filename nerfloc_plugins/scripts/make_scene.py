@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -12,6 +11,7 @@ import tyro
 from rich.progress import Progress
 
 from nerfloc_plugins.data.synthetic_scene import write_sevenscenes_scene
+from nerfloc_plugins.utils.atomic import atomic_directory
 
 
 @dataclass
@@ -40,32 +40,26 @@ class MakeScene:
     repeated_queries: int = 0
     """Also render this many queries facing a picture the room hangs twice (``--room gallery``),
     appended to ``seq-04`` and listed in ``hard_queries.txt``."""
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    """Frames rendered at once (threads; the files do not depend on it)."""
 
     def main(self) -> None:
-        self.output_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-scene-", dir=self.output_dir.parent))
-        try:
-            with Progress() as progress:
-                task = progress.add_task("rendering", total=None)
-                counts = write_sevenscenes_scene(
-                    tmp,
-                    self.width,
-                    self.height,
-                    self.frames_per_train_seq,
-                    self.frames_test,
-                    self.supersample,
-                    progress=lambda done, total: progress.update(task, completed=done, total=total),
-                    room=self.room,
-                    hard_queries=self.hard_queries,
-                    lighting=self.lighting,
-                    repeated_queries=self.repeated_queries,
-                )
-            if self.output_dir.exists():
-                shutil.rmtree(self.output_dir)
-            tmp.rename(self.output_dir)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
+        with atomic_directory(self.output_dir) as tmp, Progress() as progress:
+            task = progress.add_task("rendering", total=None)
+            counts = write_sevenscenes_scene(
+                tmp,
+                self.width,
+                self.height,
+                self.frames_per_train_seq,
+                self.frames_test,
+                self.supersample,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+                room=self.room,
+                hard_queries=self.hard_queries,
+                lighting=self.lighting,
+                repeated_queries=self.repeated_queries,
+                workers=self.workers,
+            )
         print(f"wrote {self.output_dir}: {counts['train']} train frames, {counts['test']} query frames")
 
 
