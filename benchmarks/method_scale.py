@@ -27,7 +27,7 @@ import psutil
 import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "gpu_check"))
-from gpu_check import MODULES, training_speed  # noqa: E402
+from gpu_check import MODULES, brief_training_command, training_speed  # noqa: E402
 
 from nerfloc_plugins.utils.atomic import write_json_atomically, write_text_atomically  # noqa: E402
 
@@ -118,11 +118,7 @@ class MethodScale:
             if source is not None and runs.get(source) is None:
                 continue
             args = ["--data", str(runs[source])] if source else data
-            cmd = ["ns-train", method, "--max-num-iterations", str(self.iterations), "--steps-per-save", str(self.iterations),
-                   "--steps-per-eval-batch", "0", "--steps-per-eval-image", str(10 * self.iterations),
-                   "--steps-per-eval-all-images", str(10 * self.iterations), "--logging.steps-per-log", "2",
-                   "--output-dir", str(work / "runs"), "--experiment-name", "scale", "--timestamp", "t",
-                   "--vis", "tensorboard", "--viewer.quit-on-train-completion", "True", *args]  # fmt: skip
+            cmd = brief_training_command(method, self.iterations, work / "runs" / "scale", args, steps_per_log=2)
             train = step(f"train_{method}", cmd)
             config = work / "runs" / "scale" / method / "t" / "config.yml"
             runs[method] = config if train["returncode"] == 0 and config.is_file() else None

@@ -43,9 +43,7 @@ def test_every_step_of_the_dry_run_passes_and_measures(dry_run):
     steps = report["steps"]
     failed = {name: r.get("log_tail", r["returncode"]) for name, r in steps.items() if r["returncode"] != 0}
     assert not failed
-    trained = [
-        m for m in ("nerfloc-nerfacto", "crossfire", "neuraloc", "nerfmatch-mini", "posemap-nerf", "posemap-apr")
-    ]
+    trained = ("nerfloc-nerfacto", "crossfire", "neuraloc", "nerfmatch-mini", "posemap-nerf", "posemap-apr")
     for method in trained:
         record = steps[f"train_{method}"]
         assert 0 < record["s_per_iteration"] < 60 and record["rays_per_s"] > 0, method

@@ -102,6 +102,17 @@ def training_speed(run: Path) -> dict:
     return speed
 
 
+def brief_training_command(method: str, iterations: int, runs: Path, args: List[str], steps_per_log: int) -> List[str]:
+    """``ns-train`` of ``method`` for ``iterations`` steps into ``runs/<experiment>/<method>/t`` (one
+    checkpoint at the end, no evaluation, TensorBoard logs every ``steps_per_log`` for
+    :func:`training_speed`); ``args``: options, then the dataparser / ``--data``."""
+    return ["ns-train", method, "--max-num-iterations", str(iterations), "--steps-per-save", str(iterations),
+            "--steps-per-eval-batch", "0", "--steps-per-eval-image", str(10 * iterations),
+            "--steps-per-eval-all-images", str(10 * iterations), "--logging.steps-per-log", str(steps_per_log),
+            "--output-dir", str(runs.parent), "--experiment-name", runs.name, "--timestamp", "t", "--vis", "tensorboard",
+            "--viewer.quit-on-train-completion", "True", *args]  # fmt: skip
+
+
 @dataclass
 class GpuCheck:
     output_dir: Path = Path("benchmarks/results/gpu_check")
@@ -132,10 +143,6 @@ class GpuCheck:
     def __post_init__(self) -> None:
         if self.dry_run:
             self.width, self.height, self.frames_per_train_seq, self.queries, self.iterations = 64, 48, 4, 1, 3
-
-    def planned_seconds(self) -> int:
-        """The longest the check can take: the budget (every step is cut to what is left of it)."""
-        return int(self.budget_s)
 
     def main(self) -> None:
         self.out = self.output_dir.resolve()
@@ -215,15 +222,11 @@ class GpuCheck:
         return record if rc == 0 else None
 
     def train(self, method: str, data_args: List[str]) -> Optional[Path]:
-        runs = self.work / "runs"
+        runs = self.work / "runs" / "gpu"
         device = ["--machine.device-type", "cpu", *CPU_RAYS.get(method, [])] if self.dry_run else []
-        cmd = ["ns-train", method, "--max-num-iterations", str(self.iterations), "--steps-per-save", str(self.iterations),
-               "--steps-per-eval-batch", "0", "--steps-per-eval-image", str(10 * self.iterations),
-               "--steps-per-eval-all-images", str(10 * self.iterations), "--logging.steps-per-log", "10",
-               "--output-dir", str(runs), "--experiment-name", "gpu", "--timestamp", "t", "--vis", "tensorboard",
-               "--viewer.quit-on-train-completion", "True", *device, *data_args]  # fmt: skip
+        cmd = brief_training_command(method, self.iterations, runs, [*device, *data_args], steps_per_log=10)
         record = self.step(f"train_{method}", cmd, kind="train")
-        config = runs / "gpu" / method / "t" / "config.yml"
+        config = runs / method / "t" / "config.yml"
         if record is None or not config.is_file():
             return None
         record.update(training_speed(config.parent))
