@@ -64,7 +64,7 @@ def nerfmatch_method(name: str, variant: str, lr: float, steps: int, cpu: bool) 
         steps_per_eval_all_images=1_000_000,
         steps_per_save=500 if cpu else 2000,
         max_num_iterations=steps,
-        mixed_precision=False,
+        mixed_precision=not cpu,  # cosine similarities, softmax in float32 under autocast
         pipeline=NerfMatchPipelineConfig(
             datamanager=datamanager, model=NerfMatchModelConfig(encoder=encoder, matcher=matcher)
         ),

@@ -54,7 +54,7 @@ def _common(name: str, steps: int, cpu: bool, eval_every: int) -> dict:
         steps_per_eval_all_images=1_000_000,
         steps_per_save=steps,
         max_num_iterations=steps,
-        mixed_precision=False,
+        mixed_precision=not cpu,
         vis="tensorboard",
     )
     if cpu:
