@@ -121,3 +121,55 @@ def test_frames_rendered_in_parallel_are_the_same_files(tmp_path):
     assert len(names) == 8 * 3 + 2
     for name in names:
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "three" / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("name", ["photo-a", "photo-b", "photo-c"])
+def test_photo_rooms_look_like_lived_in_rooms(name):
+    """Photo rooms: photographs at their natural scale on painted walls under a plain ceiling, so
+    a good part of every view has nothing to match on; one picture hung on two facing walls; no
+    camera of the default loops inside furniture; rooms differ from each other."""
+    from nerfloc_plugins.data.photo_rooms import PHOTO_ROOM_STYLES
+    from nerfloc_plugins.data.synthetic_scene import (
+        LIGHTINGS,
+        ROOMS,
+        nearest_hits,
+        repeated_picture_query_poses,
+        repeated_pictures,
+    )
+
+    boxes = ROOMS[name]()
+    assert boxes == ROOMS[name]()  # deterministic
+    intrinsics = Intrinsics(525.0, 525.0, 320.0, 240.0, 640, 480).scaled_to(40, 30)
+    plain, photo = 0, 0
+    for c2w in [c for split, poses in default_sequences(8, 4).values() for c in poses]:
+        u, v = np.meshgrid((np.arange(40) + 0.5 - intrinsics.cx) / intrinsics.fx,
+                           (np.arange(30) + 0.5 - intrinsics.cy) / intrinsics.fy)  # fmt: skip
+        cam = np.stack([u, v, np.ones_like(u)], -1)
+        dirs = cam.reshape(-1, 3) @ c2w[:3, :3].T
+        t, box, face = nearest_hits(boxes, np.broadcast_to(c2w[:3, 3], dirs.shape), dirs)
+        assert np.all(np.isfinite(t)) and t.min() > 0.3  # closed room, no camera inside or against furniture
+        textured = np.array([boxes[b].textures[f] is not None for b, f in zip(box, face)])
+        plain, photo = plain + np.sum(~textured), photo + np.sum(textured)
+    assert 0.25 < plain / (plain + photo) < 0.75, plain / (plain + photo)
+    rgb, _ = render_view(boxes, c2w, intrinsics, 1, LIGHTINGS["lit"])
+    assert rgb.std() > 0.05
+    # the repeated picture: two copies on facing walls, and queries facing the second
+    (copies,) = repeated_pictures(boxes)
+    assert [next(t for t in c.textures if t) for c in copies] == [PHOTO_ROOM_STYLES[name].repeated] * 2
+    assert np.sign(copies[0].lo[1]) == -np.sign(copies[1].lo[1])
+    query = repeated_picture_query_poses(boxes, 1)[0]
+    assert np.linalg.norm(query[:3, 3] - (np.asarray(copies[1].lo) + copies[1].hi) / 2) < 1.8
+    others = [ROOMS[n]()[0] for n in PHOTO_ROOM_STYLES if n != name]
+    assert all(boxes[0].hi != other.hi for other in others)
+
+
+def test_make_scene_renders_a_photo_room_with_hard_and_repeated_queries(tmp_path):
+    from nerfloc_plugins.scripts.make_scene import MakeScene
+
+    MakeScene(output_dir=tmp_path / "room", width=32, height=24, frames_per_train_seq=4, frames_test=2,
+              supersample=1, room="photo-c", lighting="lit", hard_queries=2, repeated_queries=2).main()  # fmt: skip
+    parser = SevenScenesDataParserConfig(data=tmp_path / "room").setup()
+    assert len(parser.frames("train")) == 8 and len(parser.frames("test")) == 6
+    assert len((tmp_path / "room" / "hard_queries.txt").read_text().split()) == 4
+    image = np.asarray(Image.open(tmp_path / "room" / "seq-04" / "frame-000003.color.png"))
+    assert image.shape == (24, 32, 3) and image.std() > 5

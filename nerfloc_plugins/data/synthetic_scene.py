@@ -14,7 +14,8 @@ heading), so queries are not close copies of training views.
 Everything is deterministic given the seed; the example scene in ``examples/demo_room``
 is produced by ``nerfloc-make-scene --output-dir examples/demo_room``.  Other scenes for judging
 settings: ``--room office`` (another room), ``--room gallery`` (repeated pictures, a nearly
-symmetric layout), ``--hard-queries N`` (``seq-04``: queries whose nearby mapping views look
+symmetric layout), ``--room photo-a|b|c`` (photographs at their natural scale on painted
+walls: :mod:`nerfloc_plugins.data.photo_rooms`), ``--hard-queries N`` (``seq-04``: queries whose nearby mapping views look
 elsewhere) and ``--repeated-queries N`` (queries facing a picture hung twice), both listed in
 ``hard_queries.txt``.
 """
@@ -38,10 +39,27 @@ _LIGHT_DIR = np.array([0.35, -0.5, 0.79]) / np.linalg.norm([0.35, -0.5, 0.79])
 _LAMP = np.array([0.3, -0.2, 2.6])
 
 
+MATPLOTLIB_PICTURES = {"grace_hopper": "grace_hopper.jpg", "present": "Minduka_Present_Blue_Pack.png"}
+"""Pictures read from Matplotlib's sample data (installed with it) rather than scikit-image's."""
+
+
+def _sample_picture(name: str) -> np.ndarray:
+    """The picture ``name``: a scikit-image sample, one of :data:`MATPLOTLIB_PICTURES`, or
+    ``motorcycle`` (the left view of scikit-image's stereo pair)."""
+    import skimage.data
+
+    if name in MATPLOTLIB_PICTURES:
+        import matplotlib.cbook
+
+        return np.asarray(Image.open(matplotlib.cbook.get_sample_data(MATPLOTLIB_PICTURES[name], asfileobj=False)))
+    if name == "motorcycle":
+        return skimage.data.stereo_motorcycle()[0]
+    return getattr(skimage.data, name)()
+
+
 @lru_cache(maxsize=None)
 def texture(name: str) -> np.ndarray:
-    """A scikit-image sample picture as float RGB in [0, 1] (grey pictures are tinted)."""
-    import skimage.data
+    """A sample picture (:func:`_sample_picture`) as float RGB in [0, 1] (grey pictures are tinted)."""
 
     tints = {
         "brick": (0.85, 0.55, 0.45),
@@ -53,8 +71,7 @@ def texture(name: str) -> np.ndarray:
         "text": (0.9, 0.95, 1.0),
         "moon": (0.8, 0.8, 0.9),
     }
-    img = getattr(skimage.data, name)()
-    img = img.astype(np.float32)
+    img = _sample_picture(name).astype(np.float32)
     img /= 255.0 if img.max() > 1.0 else 1.0
     if img.ndim == 2:
         img = img[..., None] * np.asarray(tints.get(name, (1.0, 1.0, 1.0)), dtype=np.float32)
@@ -226,7 +243,24 @@ def first_copy_closeups(boxes: Sequence[Box], num: int, seed: int = 6) -> List[n
     return [facing_picture_pose(firsts[i % len(firsts)], rng, (0.9, 1.5)) for i in range(num)] if firsts else []
 
 
-ROOMS: Dict[str, Callable[[], List[Box]]] = {"demo": demo_room, "office": office_room, "gallery": gallery_room}
+def _photo_room(name: str) -> Callable[[], List[Box]]:
+    def build() -> List[Box]:
+        from nerfloc_plugins.data.photo_rooms import photo_room  # builds on this module's boxes
+
+        return photo_room(name)
+
+    return build
+
+
+PHOTO_ROOMS = ("photo-a", "photo-b", "photo-c")
+"""Photo-textured rooms (:mod:`nerfloc_plugins.data.photo_rooms`): tune on a and b, judge on c."""
+
+ROOMS: Dict[str, Callable[[], List[Box]]] = {
+    "demo": demo_room,
+    "office": office_room,
+    "gallery": gallery_room,
+    **{name: _photo_room(name) for name in PHOTO_ROOMS},
+}
 """Rooms the generator can render (``nerfloc-make-scene --room``)."""
 
 

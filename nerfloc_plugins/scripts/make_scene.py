@@ -28,9 +28,11 @@ class MakeScene:
     """Frames in the query sequence (seq-03)."""
     supersample: int = 2
     """Anti-aliasing rays per pixel side."""
-    room: Literal["demo", "office", "gallery"] = "demo"
+    room: Literal["demo", "office", "gallery", "photo-a", "photo-b", "photo-c"] = "demo"
     """``demo``: the example room; ``office``: another room (keep it for judging settings);
-    ``gallery``: the same pictures hung twice, brick on every wall, a nearly symmetric layout."""
+    ``gallery``: the same pictures hung twice, brick on every wall, a nearly symmetric layout;
+    ``photo-a|b|c``: painted walls, a white ceiling, photographs at their natural scale (two murals,
+    framed pictures, one hung twice), furniture along the walls (tune on a and b, judge on c)."""
     lighting: Literal["flat", "lit"] = "flat"
     """``flat``: view-independent shading (the example room); ``lit``: a point lamp with hard
     shadows and view-dependent highlights on the floor, furniture tops and posters."""
@@ -38,7 +40,7 @@ class MakeScene:
     """Also render this many queries (``seq-04``) with no mapping view within 0.5 m looking within
     90 deg of them; their names go to ``hard_queries.txt``."""
     repeated_queries: int = 0
-    """Also render this many queries facing a picture the room hangs twice (``--room gallery``),
+    """Also render this many queries facing a picture the room hangs twice (gallery, photo rooms),
     appended to ``seq-04`` and listed in ``hard_queries.txt``."""
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     """Frames rendered at once (threads; the files do not depend on it)."""
