@@ -93,6 +93,12 @@ class LocalizeBase:
 def localize_command(specs: List[LocalizerSpec]) -> type:
     """The ``ns-localize`` command for ``specs``: :class:`LocalizeBase` plus one options field per
     spec with options (e.g. ``crossfire: CrossFireLocalizerConfig`` -> ``--crossfire.render-scale``)."""
+    return with_localizer_options(LocalizeBase, "Localize", specs)
+
+
+def with_localizer_options(base: type, name: str, specs: List[LocalizerSpec]) -> type:
+    """``base`` (a command dataclass with a ``specs`` class variable) plus one options field per
+    spec with options, named as in ``ns-localize`` (``--crossfire.render-scale``)."""
     fields = [
         (
             option_field_name(spec),
@@ -102,8 +108,8 @@ def localize_command(specs: List[LocalizerSpec]) -> type:
         for spec in specs
         if spec.options is not None
     ]
-    namespace = {"__doc__": LocalizeBase.__doc__, "__module__": __name__, "specs": specs}
-    return make_dataclass("Localize", fields, bases=(LocalizeBase,), namespace=namespace)
+    namespace = {"__doc__": base.__doc__, "__module__": base.__module__, "specs": specs}
+    return make_dataclass(name, fields, bases=(base,), namespace=namespace)
 
 
 Localize = localize_command(discover_specs())
