@@ -61,8 +61,8 @@ class NerflocTrainer(Trainer):
       renamed into it; a temporary file left by a killed save is removed when training starts.
     * ``--load-dir`` resumes from the newest complete ``step-N.ckpt`` whatever else the folder holds.
     * A :class:`~nerfloc_plugins.data.errors.DatasetFormatError` raised while the pipeline is set
-      up (the dataset check, a parser) ends the command with its one line (``NERFLOC_TRACEBACK=1``
-      keeps the traceback)."""
+      up (the dataset check, a parser) or when training starts (frames built lazily) ends the
+      command with its one line (``NERFLOC_TRACEBACK=1`` keeps the traceback)."""
 
     config: NerflocTrainerConfig
 
@@ -82,6 +82,10 @@ class NerflocTrainer(Trainer):
     def train(self) -> None:
         try:
             super().train()
+        except DatasetFormatError as err:  # raised by datamanagers that build their frames lazily
+            if os.environ.get("NERFLOC_TRACEBACK"):
+                raise
+            raise SystemExit(f"error: {err}") from None
         except KeyboardInterrupt:
             if self.step > self._start_step:
                 self.save_checkpoint(self.step)

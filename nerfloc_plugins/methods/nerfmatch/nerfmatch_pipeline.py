@@ -25,6 +25,7 @@ from nerfstudio.configs.base_config import InstantiateConfig
 from torch import Tensor, nn
 
 from nerfloc_plugins.data.covisibility import CovisibilityIndex
+from nerfloc_plugins.data.errors import format_error
 from nerfloc_plugins.data.frames import PosedFrame
 from nerfloc_plugins.data.hloc_files import read_pairs
 from nerfloc_plugins.data.images import load_rgb
@@ -151,7 +152,8 @@ class NerfMatchDataManager(FrozenRunDataManager):
                 for q, r, _ in scene.covisibility().pairs(self.config.pairs_per_frame, self.config.min_overlap):
                     pairs.append(MatchPair(s, scene.train_frames[q], r))
             if not pairs:
-                raise ValueError("nerfmatch: no covisible training pairs (lower --pipeline.datamanager.min-overlap)")
+                raise format_error(self.data, "no covisible training pairs: the map renders too few opaque points at its "
+                                   "training frames (train it longer) or --pipeline.datamanager.min-overlap is too high")  # fmt: skip
             self._train = pairs
         return self._train
 
