@@ -189,3 +189,20 @@ def test_ns_train_exposes_nerfmatch_options_without_a_subcommand():
     assert config.pipeline.model.encoder.backbone == "aliked"
     assert str(config.data) == "run/config.yml"  # ns-train copies it to pipeline.datamanager.data
     assert config.pipeline.datamanager.batch_size == 2
+
+
+@pytest.mark.slow
+def test_a_map_with_no_covisible_pairs_is_one_line_from_ns_train(small_nerf_run, tmp_path):
+    """NeRFMatch builds its training pairs when training starts: none (here an overlap no pair
+    reaches) ends ``ns-train`` with one line naming the map run and what to change."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "nerfstudio.scripts.train", "nerfmatch-mini-cpu", "--data", str(small_nerf_run),
+           "--max-num-iterations", "2", "--output-dir", str(tmp_path), "--viewer.quit-on-train-completion", "True",
+           "--pipeline.datamanager.min-overlap", "1.5"]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {small_nerf_run}") and "no covisible training pairs" in last, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
