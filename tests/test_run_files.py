@@ -114,21 +114,26 @@ def test_ns_train_dataset_errors_ctrl_c_and_resume_after_a_killed_save(tmp_path:
 
     # Ctrl-C in the training loop: the step reached is saved, exit status 130
     run_dir = tmp_path / "out" / "e" / "nerfloc-nerfacto-cpu" / "t"
-    process = subprocess.Popen(train_command(scene, tmp_path / "out", 100000), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    # output to files, not pipes: nothing reads a pipe before the Ctrl-C, and a writer blocked on a
+    # full pipe (Rich's refresh thread holds the console) would keep the trainer from saving
+    log_out, log_err = (tmp_path / "train.out").open("w"), (tmp_path / "train.err").open("w")
+    process = subprocess.Popen(train_command(scene, tmp_path / "out", 100000), stdout=log_out, stderr=log_err,
+                               text=True)  # fmt: skip
     deadline = time.time() + 300
     while not (run_dir / "dataparser_transforms.json").exists() and time.time() < deadline:
-        assert process.poll() is None, process.communicate()[1][-3000:]
+        assert process.poll() is None, (tmp_path / "train.err").read_text()[-3000:]
         time.sleep(0.5)
     time.sleep(8)
     process.send_signal(signal.SIGINT)
     try:
-        _, stderr = process.communicate(timeout=120)
+        process.wait(timeout=120)
     except subprocess.TimeoutExpired:
-        # seen once in CI: still running 300 s after one Ctrl-C (cause not found; one that lands while
-        # the trainer is being set up is the suspect); a user presses it again, in the loop this time
+        # seen in CI: still running after one Ctrl-C while the output went to pipes nobody read; a
+        # user presses it again, in the loop this time
         process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=300)
+        process.wait(timeout=300)
+    log_out.close(), log_err.close()
+    stderr = (tmp_path / "train.err").read_text()
     assert process.returncode == 130, stderr[-3000:]
     assert stderr.strip().splitlines()[-1].startswith("interrupted: checkpoint of step")
     saved = sorted((run_dir / "nerfstudio_models").glob("step-*.ckpt"))
@@ -140,7 +145,9 @@ def test_ns_train_dataset_errors_ctrl_c_and_resume_after_a_killed_save(tmp_path:
     (run_dir / "nerfstudio_models" / "README").write_text("mine")
     (run_dir / f".step-{step + 60:09d}.ckpt.tmp").write_bytes(b"partial")
     cmd = train_command(scene, tmp_path / "out", 3, "--load-dir", str(run_dir / "nerfstudio_models"))
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"}
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     steps = sorted(int(p.stem.split("-")[1]) for p in (run_dir / "nerfstudio_models").glob("step-*.ckpt"))
     assert steps[-1] == step + 3, steps  # resumed from the saved step, not from 0
