@@ -124,9 +124,8 @@ class MethodScale:
             return run_measured(cmd, work / f"{name}.log", self.step_limit_s, env)
 
         if self.done(n, "scene rendering") is None or not scene.is_dir():
-            self.rows = [
-                r for r in self.rows if r["frames"] != n
-            ]  # a new scene: nothing measured on the old one stands
+            # a new scene: nothing measured on the old one stands
+            self.rows = [r for r in self.rows if r["frames"] != n]
             made = step("scene", ["nerfloc-make-scene", "--output-dir", str(scene), "--width", str(self.width), "--height",
                               str(self.height), "--frames-per-train-seq", str(n // 2), "--frames-test", str(self.queries),
                               "--supersample", "1", "--workers", str(os.cpu_count() or 1)])  # fmt: skip

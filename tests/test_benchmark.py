@@ -15,28 +15,14 @@ from nerfloc_plugins.benchmark.spec import read_spec
 from nerfloc_plugins.data.frames import DatasetFormatError
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_SCENE = [
-    "--width",
-    "96",
-    "--height",
-    "72",
-    "--frames-per-train-seq",
-    "12",
-    "--frames-test",
-    "4",
-    "--supersample",
-    "1",
-]
+TINY_SCENE = ["--width", "96", "--height", "72", "--frames-per-train-seq", "12", "--frames-test", "4", "--supersample", "1"]
 
 
 def write_spec(path: Path, methods: str, scenes: str = "") -> Path:
-    scenes = (
-        scenes
-        or f"""
+    scenes = scenes or f"""
   room: {{generate: {json.dumps(TINY_SCENE)}}}
   office: {{generate: {json.dumps(TINY_SCENE + ["--room", "office"])}}}
 """
-    )
     path.write_text(f"output_dir: out\nseeds: [0]\nscenes:{scenes}\nmethods:{methods}\n")
     return path
 
@@ -67,9 +53,7 @@ def test_spec_errors_name_the_file_and_key(tmp_path: Path):
     with pytest.raises(DatasetFormatError, match=r"spec.yaml: methods.mine: ns-localize needs a map"):
         read_spec(spec)
     spec = write_spec(tmp_path / "spec.yaml", "\n  mine: {localize: [ns-render]}\n")
-    with pytest.raises(
-        DatasetFormatError, match=r"methods.mine.localize: expected \[ns-localize \| ns-localize-baseline"
-    ):
+    with pytest.raises(DatasetFormatError, match=r"methods.mine.localize: expected \[ns-localize \| ns-localize-baseline"):
         read_spec(spec)
     spec.write_text("scenes: {a: {data: nowhere}}\nmethods: {b: {localize: [ns-localize-baseline]}}\n")
     with pytest.raises(DatasetFormatError, match=r"scenes.a.data: .*nowhere is not a folder"):
@@ -94,20 +78,13 @@ def test_steps_share_training_chains_and_follow_run_references(tmp_path: Path):
     steps = build_steps(read_spec(write_spec(tmp_path / "spec.yaml", methods)), lambda cell, meta: {})
     train = sorted(s for s in steps if s.startswith("train/room/"))
     assert len(train) == 3  # one Nerfacto run shared by all, two matcher runs (other options)
-    assert steps["train/room/seed0/nerfloc-nerfacto-cpu+nerfmatch-mini-cpu"].deps == [
-        "train/room/seed0/nerfloc-nerfacto-cpu"
-    ]
+    assert steps["train/room/seed0/nerfloc-nerfacto-cpu+nerfmatch-mini-cpu"].deps == ["train/room/seed0/nerfloc-nerfacto-cpu"]
     rm = steps["localize/room/seed0/rm"]
     assert "train/room/seed0/nerfloc-nerfacto-cpu" in rm.deps
     nerf_config = rm.command[rm.command.index("--render-match.map") + 1]
     assert nerf_config.endswith("runs/room/seed0/nerfloc-nerfacto-cpu/nerfloc-nerfacto-cpu/run/config.yml")
-    assert (
-        steps["localize/room/seed0/nerf"].command[steps["localize/room/seed0/nerf"].command.index("--load-config") + 1]
-        == nerf_config
-    )
-    spec = write_spec(
-        tmp_path / "spec.yaml", "\n  rm: {localize: [ns-localize-baseline, --render-match.map, '{run:nope}']}\n"
-    )
+    assert steps["localize/room/seed0/nerf"].command[steps["localize/room/seed0/nerf"].command.index("--load-config") + 1] == nerf_config
+    spec = write_spec(tmp_path / "spec.yaml", "\n  rm: {localize: [ns-localize-baseline, --render-match.map, '{run:nope}']}\n")
     with pytest.raises(DatasetFormatError, match=r"\{run:nope\} names no method with a map"):
         read_spec(spec)
 
@@ -127,24 +104,17 @@ def test_a_classical_cell_may_train_the_map_its_options_name(tmp_path: Path):
     assert verified.deps[0] == "train/room/seed0/nerfloc-nerfacto-cpu"
     assert verified.command[verified.command.index("--verify.map") + 1].endswith("nerfloc-nerfacto-cpu/run/config.yml")
     assert "--data" in verified.command and "--load-config" not in verified.command
-    spec = write_spec(
-        tmp_path / "spec.yaml", "\n  v: {train: [nerfloc-nerfacto-cpu], localize: [ns-localize-baseline]}\n"
-    )
+    spec = write_spec(tmp_path / "spec.yaml", "\n  v: {train: [nerfloc-nerfacto-cpu], localize: [ns-localize-baseline]}\n")
     with pytest.raises(DatasetFormatError, match=r"methods.v: ns-localize-baseline builds its own map .*\{run:v\}"):
         read_spec(spec)
 
 
 @pytest.mark.slow
 def test_two_scenes_three_methods_table_plots_kill_and_resume(tmp_path: Path):
-    spec = write_spec(
-        tmp_path / "spec.yaml",
-        BASELINES + CROSSFIRE + "\n  broken: {localize: [ns-localize-baseline, --no-such-option]}\n",
-    )
+    spec = write_spec(tmp_path / "spec.yaml", BASELINES + CROSSFIRE + "\n  broken: {localize: [ns-localize-baseline, --no-such-option]}\n")
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "nerfloc_plugins.scripts.benchmark", str(spec)]
-    process = subprocess.Popen(
-        cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
-    )
+    process = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 900
     while len(records(out)) < 4 and time.time() < deadline and process.poll() is None:
         time.sleep(0.5)
@@ -174,10 +144,7 @@ def test_two_scenes_three_methods_table_plots_kill_and_resume(tmp_path: Path):
     assert "| room | cascade |" in markdown and "average (2 scenes)" in markdown and "no-such-option" in markdown
     assert (out / "plots" / "recall_curves.png").stat().st_size > 10000
     assert len((out / "benchmark.csv").read_text().splitlines()) == 1 + 6 + 3
-    assert (
-        "localize/room/seed0/broken` failed: " in markdown
-        and "no-such-option" in table["failed"]["localize/room/seed0/broken"]
-    )
+    assert "localize/room/seed0/broken` failed: " in markdown and "no-such-option" in table["failed"]["localize/room/seed0/broken"]
 
     again = benchmark(spec)  # everything finished: nothing is run again, the same table
     assert records(out) == after
@@ -187,7 +154,9 @@ def test_two_scenes_three_methods_table_plots_kill_and_resume(tmp_path: Path):
 @pytest.mark.slow
 def test_the_same_spec_runs_through_ray(tmp_path: Path):
     pytest.importorskip("ray")
-    spec = write_spec(tmp_path / "spec.yaml", BASELINES, f"\n  room: {{generate: {json.dumps(TINY_SCENE)}}}\n")
+    spec = write_spec(
+        tmp_path / "spec.yaml", BASELINES, f"\n  room: {{generate: {json.dumps(TINY_SCENE)}}}\n"
+    )
     result = benchmark(spec, "--ray-address", "local")
     assert result.returncode == 0, result.stderr[-3000:]
     table = json.loads((tmp_path / "out" / "benchmark.json").read_text())
@@ -230,9 +199,7 @@ def test_reported_rows_sit_beside_the_measured_ones(tmp_path: Path):
     assert [(r["scene"], r["method"]) for r in table["rows"]] == [
         ("room", "cascade"), ("room", "cascade (reported)"), ("office", "cascade")]  # fmt: skip
     assert table["rows"][1]["median_translation_cm"] == 0.8 and table["rows"][1]["recall"]["5cm_5deg"] is None
-    assert table["average"][1]["method"] == "cascade (reported)" and table["average"][1]["recall"][
-        "5cm_5deg"
-    ] == pytest.approx(0.957)
+    assert table["average"][1]["method"] == "cascade (reported)" and table["average"][1]["recall"]["5cm_5deg"] == pytest.approx(0.957)
     assert table["average"][0]["median_translation_cm"] == 2.0 and table["missing"] == []  # measured rows only
     markdown = (out / "benchmark.md").read_text()
     assert "| room | cascade (reported) | 0.80 | 0.10 |" in markdown and "95.7" in markdown

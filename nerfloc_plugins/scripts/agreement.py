@@ -12,24 +12,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Dict, List, Literal, Optional
+from typing import Literal, Optional
 
 from rich.progress import track
 from typing_extensions import Annotated
 
 from nerfloc_plugins.localize.descriptor_agreement import AgreementConfig, query_agreement, summarise
 from nerfloc_plugins.localize.interface.localizer import MapViewLocalizer
-from nerfloc_plugins.localize.interface.specs import LocalizerSpec, discover_specs
+from nerfloc_plugins.localize.interface.specs import discover_specs
 from nerfloc_plugins.localize.map_sources import run_localizer
 from nerfloc_plugins.nerf.run_files import dataset_override
-from nerfloc_plugins.scripts.localize import option_field_name, with_localizer_options
+from nerfloc_plugins.scripts.localize import LocalizerOptions, with_localizer_options
 from nerfloc_plugins.utils.atomic import write_json_atomically, write_text_atomically
 from nerfloc_plugins.utils.cli import run_cli
 from nerfloc_plugins.utils.option_ranges import COUNT
 
 
 @dataclass
-class AgreementBase:
+class AgreementBase(LocalizerOptions):
     """Descriptor agreement of a trained map at its queries' true poses."""
 
     load_config: Path
@@ -41,11 +41,6 @@ class AgreementBase:
     max_queries: Annotated[Optional[int], COUNT] = None
     """Queries evenly spread over the split (default: all)."""
     agreement: AgreementConfig = field(default_factory=AgreementConfig)
-
-    specs: ClassVar[List[LocalizerSpec]] = []
-
-    def options(self) -> Dict[str, Any]:
-        return {s.name: getattr(self, option_field_name(s), None) for s in self.specs if s.options is not None}
 
     def main(self) -> dict:
         token = dataset_override.set(self.data)

@@ -34,8 +34,22 @@ def option_field_name(spec: LocalizerSpec) -> str:
     return spec.name.replace("-", "_")
 
 
+class LocalizerOptions:
+    """What a command that loads a run's localizer shares: the specs it knows (set by
+    :func:`with_localizer_options`) and each one's ``--<name>.*`` options of this command."""
+
+    specs: ClassVar[List[LocalizerSpec]] = []
+
+    def options_of(self, spec: LocalizerSpec) -> Any:
+        return getattr(self, option_field_name(spec), None)
+
+    def options(self) -> Dict[str, Any]:
+        """Every localizer's options of this command, by spec name."""
+        return {spec.name: self.options_of(spec) for spec in self.specs if spec.options is not None}
+
+
 @dataclass
-class LocalizeBase:
+class LocalizeBase(LocalizerOptions):
     """Localize the queries of a trained map's dataset and write poses, metrics and a report."""
 
     load_config: Path
@@ -58,16 +72,6 @@ class LocalizeBase:
     """Pose-free query images instead of the split (flat: ``--queries``, ``--camera``, ``--query-*``)."""
     fresh: bool = False
     """Start over in ``--output-dir`` instead of resuming the finished queries of ``progress.jsonl``."""
-
-    specs: ClassVar[List[LocalizerSpec]] = []
-    """The localizers this command knows (set by :func:`localize_command`)."""
-
-    def options_of(self, spec: LocalizerSpec) -> Any:
-        return getattr(self, option_field_name(spec), None)
-
-    def options(self) -> Dict[str, Any]:
-        """Every localizer's options of this command, by spec name."""
-        return {spec.name: self.options_of(spec) for spec in self.specs if spec.options is not None}
 
     def main(self) -> dict:
         token = dataset_override.set(self.data)
@@ -97,7 +101,7 @@ def localize_command(specs: List[LocalizerSpec]) -> type:
 
 
 def with_localizer_options(base: type, name: str, specs: List[LocalizerSpec]) -> type:
-    """``base`` (a command dataclass with a ``specs`` class variable) plus one options field per
+    """``base`` (a :class:`LocalizerOptions` command dataclass) plus one options field per
     spec with options, named as in ``ns-localize`` (``--crossfire.render-scale``)."""
     fields = [
         (
